@@ -1,0 +1,88 @@
+"""minidl: a small deep-learning framework on JAX built from plugins.
+
+The core knows how to build a model from layers, differentiate its
+parameters, train, evaluate, save and load. Every concrete layer, loss,
+optimizer, metric and dataset comes from a plugin discovered through the
+``minidl`` entry-point group; the built-in ones ship as the ``builtins``
+plugin of the ``minidl`` distribution.
+"""
+
+from minidl_core._callbacks import (
+    Callback,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+)
+from minidl_core._catalog import (
+    get_dataset,
+    get_entry,
+    get_layer,
+    get_loss,
+    get_metric,
+    get_optimizer,
+    list_names,
+)
+from minidl_core._data import Dataset
+from minidl_core._errors import (
+    DuplicateNameError,
+    MinidlError,
+    MinidlWarning,
+    ModelFileError,
+    PluginLoadWarning,
+    PluginProblem,
+    ShapeError,
+    UnknownNameError,
+)
+from minidl_core._hookspecs import hookimpl, hookspec
+from minidl_core._layer import Layer, Params, Shape
+from minidl_core._loss import Loss
+from minidl_core._model import Model, Sequential
+from minidl_core._plugins import (
+    PLUGIN_API_VERSION,
+    get_registry,
+    register_plugin,
+    reload_plugins,
+    unregister_plugin,
+)
+from minidl_core._training import evaluate, fit, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Callback",
+    "Dataset",
+    "DuplicateNameError",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "Layer",
+    "Loss",
+    "MinidlError",
+    "MinidlWarning",
+    "Model",
+    "ModelFileError",
+    "Params",
+    "PluginLoadWarning",
+    "PluginProblem",
+    "Sequential",
+    "Shape",
+    "ShapeError",
+    "UnknownNameError",
+    "evaluate",
+    "fit",
+    "get_dataset",
+    "get_entry",
+    "get_layer",
+    "get_loss",
+    "get_metric",
+    "get_optimizer",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "list_names",
+    "predict",
+    "register_plugin",
+    "reload_plugins",
+    "unregister_plugin",
+]

@@ -1,0 +1,73 @@
+"""The base class every loss derives from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minidl_core._config import Configurable
+from minidl_core._errors import ShapeError
+
+__all__ = ["Loss", "is_concrete"]
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether ``x`` holds values now (not a tracer inside ``jit``)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+class Loss(Configurable):
+    """Base class for defining various loss functions used in training.
+
+    A subclass implements :meth:`__call__`, or, better, :meth:`per_sample`,
+    which returns one value per example; ``__call__`` then averages it.
+    Shapes are checked before anything is computed: ``y_true`` and
+    ``y_pred`` must have the same shape unless the loss documents otherwise,
+    so ``(N,)`` against ``(N, 1)`` is an error, never an ``(N, N)``
+    broadcast.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        """The class name, which is also its registry name."""
+        return type(self).__name__
+
+    def __call__(self, y_true: Any, y_pred: Any) -> jax.Array:
+        """The mean loss over the batch, a float scalar.
+
+        Args:
+            y_true: Targets, shape ``(batch, ...)``.
+            y_pred: Predictions, shape ``(batch, ...)``.
+
+        Returns:
+            A scalar array.
+        """
+        return jnp.mean(self.per_sample(y_true, y_pred))
+
+    def per_sample(self, y_true: Any, y_pred: Any) -> jax.Array:
+        """The loss of each example, shape ``(batch,)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement per_sample(y_true, y_pred) "
+            "or __call__(y_true, y_pred)"
+        )
+
+    def check_shapes(self, y_true: Any, y_pred: Any) -> None:
+        """Raise :class:`ShapeError` unless the shapes match exactly."""
+        if np.shape(y_true) != np.shape(y_pred):
+            raise ShapeError(
+                f"{self.name}: y_true has shape {tuple(np.shape(y_true))} but "
+                f"y_pred has shape {tuple(np.shape(y_pred))}; they must match "
+                "(reshape y_true, e.g. y.reshape(-1, 1), rather than rely on "
+                "broadcasting)"
+            )
+
+    def __repr__(self) -> str:
+        config = self.get_config()
+        shown = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        return f"{self.name}({shown})"

@@ -1,0 +1,543 @@
+"""fit, evaluate and predict.
+
+An epoch runs as one compiled function: the data is placed on the device
+once, the epoch's permutation is drawn on the device, and ``lax.scan`` steps
+through the full batches, followed by the one smaller batch that holds the
+remaining rows, so nothing is dropped and nothing recompiles between epochs.
+Python touches the device once per epoch, to read the epoch's loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from minidl_core._callbacks import Callback, History
+from minidl_core._catalog import get_loss, get_metric, get_optimizer
+from minidl_core._errors import ShapeError
+from minidl_core._loss import Loss
+
+if TYPE_CHECKING:
+    from minidl_core._model import Model
+
+__all__ = ["evaluate", "fit", "predict"]
+
+logger = logging.getLogger("minidl")
+
+MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+# Resolving what the user named.
+
+
+def resolve_loss(loss: Any) -> Loss:
+    """A Loss instance from a Loss, a Loss subclass or a registry name."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str):
+        cls = get_loss(loss)
+        return cls()  # type: ignore[no-any-return]
+    raise TypeError(
+        "loss must be a Loss instance or a registered loss name such as "
+        f"'mse', got {type(loss).__name__}: {loss!r}"
+    )
+
+
+def resolve_optimizer(
+    optimizer: Any,
+    learning_rate: float | optax.Schedule | None = None,
+    options: dict[str, Any] | None = None,
+) -> optax.GradientTransformation:
+    """An optax transformation from one, or from a registry name."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        if learning_rate is not None or options:
+            raise ValueError(
+                "learning_rate and optimizer_options apply to an optimizer "
+                "given by name; an optax transformation already has its own"
+            )
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(
+            "optimizer must be a registered name such as 'adam' or an "
+            f"optax.GradientTransformation, got {type(optimizer).__name__}: "
+            f"{optimizer!r}"
+        )
+    factory = get_optimizer(optimizer)
+    if learning_rate is not None and not callable(learning_rate):
+        if not isinstance(learning_rate, int | float) or not (
+            math.isfinite(learning_rate) and learning_rate > 0
+        ):
+            raise ValueError(
+                f"learning_rate must be a positive number or an optax "
+                f"schedule, got {learning_rate!r}"
+            )
+    kwargs = dict(options or {})
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    try:
+        return factory(**kwargs)  # type: ignore[no-any-return]
+    except TypeError as error:
+        raise TypeError(f"optimizer {optimizer!r}: {error}") from None
+
+
+def resolve_metrics(metrics: Iterable[Any] | None) -> dict[str, MetricFn]:
+    """Metric callables keyed by the names shown in logs."""
+    if metrics is None:
+        return {}
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    resolved: dict[str, MetricFn] = {}
+    for metric in metrics:
+        if isinstance(metric, str):
+            resolved[metric] = get_metric(metric)
+        elif isinstance(metric, Loss):
+            resolved[metric.name] = metric
+        elif callable(metric):
+            resolved[getattr(metric, "__name__", type(metric).__name__)] = metric
+        else:
+            raise TypeError(
+                f"metrics: expected names or callables, got {metric!r}"
+            )
+    return resolved
+
+
+# Checking data.
+
+
+def _positive_int(value: Any, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{argument} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{argument} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
+    try:
+        array = np.asarray(y)
+    except Exception as error:
+        raise TypeError(f"{argument}: cannot be read as an array: {error}") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise TypeError(f"{argument}: expected numeric targets, got dtype {array.dtype}")
+    if array.ndim == 0 or array.shape[0] != n:
+        raise ShapeError(
+            f"{argument}: has {array.shape[0] if array.ndim else 0} rows but x has "
+            f"{n}; each example needs one target"
+        )
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument}: contains NaN or inf")
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.int32)
+    return array.astype(np.float32)
+
+
+def _check_targets(
+    model: Model, loss: Loss, metrics: dict[str, MetricFn], y: np.ndarray
+) -> None:
+    """Run the loss and metrics once, eagerly, on placeholder predictions.
+
+    Shape mistakes and labels outside the classes surface here as the loss's
+    own clear error, before anything is compiled.
+    """
+    placeholder = np.full((len(y), *model.output_shape), 0.5, np.float32)
+    for name, fn in {"loss": loss, **metrics}.items():
+        try:
+            fn(jnp.asarray(y), jnp.asarray(placeholder))
+        except (ValueError, TypeError) as error:
+            label = f"loss {loss.name}" if name == "loss" else f"metric {name!r}"
+            raise type(error)(
+                f"y does not fit the {label} for a model whose output has shape "
+                f"(batch, {', '.join(map(str, model.output_shape))}): {error}"
+            ) from None
+
+
+# The compiled pieces.
+
+
+@dataclass(frozen=True)
+class _Plan:
+    n: int
+    batch_size: int
+    shuffle: bool
+
+    @property
+    def full_batches(self) -> int:
+        return self.n // self.batch_size
+
+    @property
+    def remainder(self) -> int:
+        return self.n % self.batch_size
+
+
+def _make_epoch_fn(
+    model: Model,
+    loss: Loss,
+    metrics: dict[str, MetricFn],
+    tx: optax.GradientTransformation,
+    plan: _Plan,
+) -> Callable[..., Any]:
+    names = list(metrics)
+
+    def loss_fn(
+        trainable: Any, frozen: Any, xb: jax.Array, yb: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        pred = model.apply({**frozen, **trainable}, xb, key=key, training=True)
+        return loss(yb, pred), pred
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(
+        state: tuple[Any, Any],
+        frozen: Any,
+        xb: jax.Array,
+        yb: jax.Array,
+        key: jax.Array,
+    ) -> tuple[tuple[Any, Any], jax.Array]:
+        trainable, opt_state = state
+        (value, pred), grads = grad_fn(trainable, frozen, xb, yb, key)
+        updates, opt_state = tx.update(grads, opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        stats = jnp.stack([value, *(metrics[m](yb, pred) for m in names)])
+        return (trainable, opt_state), stats
+
+    def epoch(
+        trainable: Any,
+        opt_state: Any,
+        frozen: Any,
+        x: jax.Array,
+        y: jax.Array,
+        key: jax.Array,
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        order_key, step_key = jax.random.split(key)
+        if plan.shuffle:
+            order = jax.random.permutation(order_key, plan.n)
+        else:
+            order = jnp.arange(plan.n)
+        full = plan.full_batches * plan.batch_size
+        batches = order[:full].reshape(plan.full_batches, plan.batch_size)
+
+        def body(
+            state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array]
+        ) -> tuple[tuple[Any, Any], jax.Array]:
+            i, ids = inputs
+            return step(state, frozen, x[ids], y[ids], jax.random.fold_in(step_key, i))
+
+        start = (trainable, opt_state)
+        state, stats = jax.lax.scan(
+            body, start, (jnp.arange(plan.full_batches), batches)
+        )
+        totals = stats.sum(axis=0) * plan.batch_size
+        if plan.remainder:
+            ids = order[full:]
+            state, last = step(
+                state, frozen, x[ids], y[ids],
+                jax.random.fold_in(step_key, plan.full_batches),
+            )
+            totals = totals + last * plan.remainder
+        means = totals / plan.n
+        # A loss that turned NaN or inf keeps the epoch's starting parameters.
+        finite = jnp.isfinite(means[0])
+        state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), state, start)
+        return state[0], state[1], means, finite
+
+    return jax.jit(epoch, donate_argnums=(0, 1))
+
+
+def _make_eval_fn(
+    model: Model, fns: dict[str, MetricFn], n: int, batch_size: int
+) -> Callable[..., jax.Array]:
+    """Mean of each function over ``n`` rows, in batches, compiled once."""
+    names = list(fns)
+    full, remainder = n // batch_size, n % batch_size
+
+    def stats(params: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
+        pred = model.apply(params, xb, training=False)
+        return jnp.stack([fns[m](yb, pred) for m in names])
+
+    def run(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+        totals = jnp.zeros(len(names), jnp.float32)
+        if full:
+            xs = x[: full * batch_size].reshape(full, batch_size, *x.shape[1:])
+            ys = y[: full * batch_size].reshape(full, batch_size, *y.shape[1:])
+            per = jax.lax.map(lambda b: stats(params, b[0], b[1]), (xs, ys))
+            totals = per.sum(axis=0) * batch_size
+        if remainder:
+            last = stats(params, x[full * batch_size :], y[full * batch_size :])
+            totals = totals + last * remainder
+        return totals / n
+
+    return jax.jit(run)
+
+
+# The public functions.
+
+
+def fit(
+    model: Model,
+    x: Any,
+    y: Any,
+    *,
+    loss: Any,
+    optimizer: Any = "adam",
+    learning_rate: float | optax.Schedule | None = None,
+    optimizer_options: dict[str, Any] | None = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int = 0,
+    validation_data: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
+    metrics: Sequence[Any] | None = None,
+    callbacks: Sequence[Callback] | None = None,
+    verbose: int | str = "auto",
+) -> History:
+    """Train ``model`` on ``(x, y)`` and return the per-epoch history.
+
+    Args:
+        model: The model; built from ``x``'s shape if it is not yet.
+        x: Features, shape ``(examples, *input_shape)``, finite numbers.
+        y: Targets, one row per example, in the shape the loss expects.
+        loss: A :class:`Loss` or a registered loss name.
+        optimizer: A registered optimizer name (``"adam"``, ``"sgd"``,
+            ``"adamw"``, ``"rmsprop"``, ...) or an ``optax``
+            transformation.
+        learning_rate: For a named optimizer: a number or an optax schedule.
+        optimizer_options: For a named optimizer: its other options, e.g.
+            ``{"momentum": 0.9}``.
+        epochs: Passes over the data, a positive int.
+        batch_size: Examples per step, between 1 and the number of examples.
+            The last batch of an epoch holds the remaining rows; none are
+            dropped.
+        shuffle: Draw a new order of the examples every epoch.
+        seed: Seeds shuffling and Dropout; the same seed gives the same
+            weights and history, bit for bit on one machine.
+        validation_data: ``(x_val, y_val)`` scored after every epoch.
+        validation_split: Instead, the fraction of rows, taken from the end
+            before shuffling, to hold out for validation.
+        metrics: Names (``"accuracy"`` or any loss) or callables
+            ``metric(y_true, y_pred)``.
+        callbacks: :class:`Callback` objects.
+        verbose: 0 silent; 1 a progress bar (only on a terminal); 2 one log
+            line per epoch; ``"auto"`` is 1.
+
+    Returns:
+        A :class:`History`; also kept as ``model.history``.
+
+    Raises:
+        ValueError, TypeError, ShapeError: For bad data or options, before
+            anything is compiled; the message names the argument.
+    """
+    # Check everything before compiling anything.
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    loss_obj = resolve_loss(loss)
+    metric_fns = resolve_metrics(metrics)
+    tx = resolve_optimizer(optimizer, learning_rate, optimizer_options)
+    x_arr = model._check_x(x, "x")
+    y_arr = _check_y(y, len(x_arr))
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(
+            f"validation_split must be in [0, 1), got {validation_split!r}"
+        )
+    if validation_data is not None and validation_split:
+        raise ValueError("give validation_data or validation_split, not both")
+    if validation_split:
+        n_val = int(round(len(x_arr) * validation_split))
+        if n_val < 1 or n_val >= len(x_arr):
+            raise ValueError(
+                f"validation_split={validation_split} of {len(x_arr)} rows leaves "
+                "no validation or no training rows"
+            )
+        validation_data = (x_arr[-n_val:], y_arr[-n_val:])
+        x_arr, y_arr = x_arr[:-n_val], y_arr[:-n_val]
+    if batch_size > len(x_arr):
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {len(x_arr)} training "
+            "examples; use a batch_size of at most that"
+        )
+    _check_targets(model, loss_obj, metric_fns, y_arr)
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (x_val, y_val)")
+        x_val = model._check_x(validation_data[0], "validation_data x")
+        y_val = _check_y(validation_data[1], len(x_val), "validation_data y")
+        _check_targets(model, loss_obj, metric_fns, y_val)
+        val = (x_val, y_val)
+
+    # Place the data once and compile.
+    assert model.params is not None
+    model.loss, model.metrics = loss_obj, metric_fns
+    plan = _Plan(len(x_arr), batch_size, shuffle)
+    epoch_fn = _make_epoch_fn(model, loss_obj, metric_fns, tx, plan)
+    x_dev, y_dev = jax.device_put(x_arr), jax.device_put(y_arr)
+    trainable, frozen = model.partition(model.params)
+    # Copies: the epoch function donates its inputs, and the model's current
+    # parameters must stay valid for anyone holding them.
+    trainable = jax.tree.map(jnp.copy, trainable)
+    opt_state = tx.init(trainable)
+    val_fn = None
+    if val is not None:
+        val_batch = min(len(val[0]), max(batch_size, 1024))
+        val_fn = _make_eval_fn(model, {"loss": loss_obj, **metric_fns}, len(val[0]), val_batch)
+        x_val_dev, y_val_dev = jax.device_put(val[0]), jax.device_put(val[1])
+
+    history = History()
+    model.history = history
+    model.stop_training, model.stop_reason = False, ""
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks: expected Callback objects, got {callback!r}")
+        callback.model = model
+    for callback in callbacks:
+        callback.on_train_begin()
+    names = ["loss", *metric_fns]
+    bar = _progress(epochs, verbose)
+    base_key = jax.random.key(seed)
+    try:
+        for epoch in range(epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            key = jax.random.fold_in(base_key, epoch)
+            trainable, opt_state, means, finite = epoch_fn(
+                trainable, opt_state, frozen, x_dev, y_dev, key
+            )
+            model.params = {**frozen, **trainable}
+            model.opt_state = opt_state
+            if not bool(finite):
+                model.stop_training = True
+                model.stop_reason = (
+                    f"the loss became NaN or inf in epoch {epoch}; the "
+                    f"parameters from the end of epoch {epoch - 1} are kept "
+                    "(lower the learning rate or check the data)"
+                )
+                logger.warning("fit stopped: %s", model.stop_reason)
+                history.stopped_early, history.stop_reason = True, model.stop_reason
+                break
+            logs = {n: float(v) for n, v in zip(names, np.asarray(means), strict=True)}
+            if val_fn is not None:
+                val_means = np.asarray(val_fn(model.params, x_val_dev, y_val_dev))
+                logs.update(
+                    {f"val_{n}": float(v) for n, v in zip(names, val_means, strict=True)}
+                )
+            history.append(epoch, logs)
+            model.epoch += 1
+            _report(bar, epoch, epochs, logs, verbose)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                history.stopped_early, history.stop_reason = True, model.stop_reason
+                logger.info("fit stopped after epoch %d: %s", epoch, model.stop_reason)
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    for callback in callbacks:
+        callback.on_train_end(history.last())
+    return history
+
+
+def evaluate(
+    model: Model,
+    x: Any,
+    y: Any,
+    *,
+    loss: Any = None,
+    metrics: Sequence[Any] | None = None,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Mean loss and metrics of ``model`` on ``(x, y)``, in inference mode.
+
+    Args:
+        model: A built model.
+        x: Features, shape ``(examples, *input_shape)``.
+        y: Targets in the shape the loss expects.
+        loss: A loss or its name; default, the one ``fit`` last used.
+        metrics: Metric names or callables; default, those ``fit`` last used.
+        batch_size: Examples per compiled batch; no effect on the result.
+
+    Returns:
+        ``{"loss": ..., "accuracy": ..., ...}``.
+    """
+    batch_size = _positive_int(batch_size, "batch_size")
+    if loss is None and model.loss is None:
+        raise ValueError(
+            "evaluate: no loss given and the model was never fit; pass loss="
+        )
+    loss_obj = model.loss if loss is None else resolve_loss(loss)
+    metric_fns = model.metrics if metrics is None else resolve_metrics(metrics)
+    x_arr = model._check_x(x, "x")
+    y_arr = _check_y(y, len(x_arr))
+    _check_targets(model, loss_obj, metric_fns, y_arr)
+    fns = {"loss": loss_obj, **metric_fns}
+    run = _make_eval_fn(model, fns, len(x_arr), min(batch_size, len(x_arr)))
+    means = np.asarray(run(model.params, jax.device_put(x_arr), jax.device_put(y_arr)))
+    return {n: float(v) for n, v in zip(fns, means, strict=True)}
+
+
+def predict(model: Model, x: Any, *, batch_size: int = 1024) -> np.ndarray:
+    """``model``'s outputs for ``x``, in inference mode, as a numpy array.
+
+    Rows are processed ``batch_size`` at a time; the last batch is padded, so
+    one compilation serves any number of rows.
+    """
+    batch_size = _positive_int(batch_size, "batch_size")
+    x_arr = model._check_x(x, "x")
+    n = len(x_arr)
+    size = min(batch_size, n)
+    batches = -(-n // size)
+    padded = np.zeros((batches * size, *x_arr.shape[1:]), np.float32)
+    padded[:n] = x_arr
+    out = _predict_fn(model)(
+        model.params, jnp.asarray(padded.reshape(batches, size, *x_arr.shape[1:]))
+    )
+    return np.asarray(out).reshape(batches * size, *out.shape[2:])[:n]
+
+
+def _predict_fn(model: Model) -> Callable[..., jax.Array]:
+    cached = getattr(model, "_predict_jit", None)
+    if cached is None:
+
+        def run(params: Any, xs: jax.Array) -> jax.Array:
+            return jax.lax.map(lambda b: model.apply(params, b, training=False), xs)
+
+        cached = jax.jit(run)
+        model._predict_jit = cached  # type: ignore[attr-defined]
+    return cached  # type: ignore[no-any-return]
+
+
+# Progress.
+
+
+def _progress(epochs: int, verbose: int | str) -> Any:
+    level = 1 if verbose == "auto" else verbose
+    if level != 1 or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, unit="epoch", leave=True, dynamic_ncols=True)
+
+
+def _report(
+    bar: Any, epoch: int, epochs: int, logs: dict[str, float], verbose: int | str
+) -> None:
+    text = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+    if bar is not None:
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(1)
+    elif verbose == 2:
+        logger.info("epoch %d/%d %s", epoch + 1, epochs, text)

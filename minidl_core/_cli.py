@@ -163,7 +163,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             _out(f"  hooks: {', '.join(info.hooks) or 'none'}")
         for kind, names in sorted(info.registered.items()):
             plural = "losses" if kind == "loss" else f"{kind}s"
-        _out(f"  {plural}: {', '.join(names)}")
+            _out(f"  {plural}: {', '.join(names)}")
         for problem in info.problems:
             _out(f"  problem: {problem}")
     return 0

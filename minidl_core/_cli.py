@@ -144,9 +144,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from minidl_core import get_registry
+    from minidl_core._plugins import refresh_if_installed
 
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
+    # Problems are listed below; the warnings would only repeat them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refresh_if_installed()
         registry = get_registry()
     plugins = list(registry.plugins.values())
     if args.json:

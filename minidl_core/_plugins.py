@@ -112,6 +112,7 @@ class _Loader:
         self.strict = _flag("MINIDL_STRICT_PLUGINS")
 
     def problem(self, info: PluginInfo, message: str, error: BaseException) -> None:
+        message = "; ".join(line.strip() for line in message.splitlines() if line)
         info.problems.append(message)
         if self.strict:
             raise PluginProblem(

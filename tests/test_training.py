@@ -1,0 +1,245 @@
+"""fit, evaluate and predict: results, determinism, compilation, bad input."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from minidl_core import (
+    EarlyStopping,
+    LambdaCallback,
+    Sequential,
+    ShapeError,
+    UnknownNameError,
+)
+from minidl_core.layers import Dense, Dropout, InputLayer, Relu
+
+
+def data(n: int = 40, features: int = 5, classes: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    y = rng.integers(0, classes, size=n).astype(np.int32)
+    return x, y
+
+
+def classifier(features: int = 5, classes: int = 3, dropout: float = 0.0):
+    layers = [InputLayer(shape=features), Dense(units=16), Relu()]
+    if dropout:
+        layers.append(Dropout(dropout))
+    return Sequential([*layers, Dense(units=classes)])
+
+
+def scce():
+    from minidl_core.losses import SparseCategoricalCrossentropy
+
+    return SparseCategoricalCrossentropy(from_logits=True)
+
+
+def numpy_scce(logits: np.ndarray, y: np.ndarray) -> float:
+    z = logits.astype(np.float64)
+    log_probs = z - z.max(1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+    return float(-log_probs[np.arange(len(y)), y].mean())
+
+
+def test_fit_learns_a_separable_problem() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32)
+    model = classifier(features=2, classes=2)
+    history = model.fit(
+        x, y, loss=scce(), epochs=30, batch_size=16, metrics=["accuracy"], verbose=0
+    )
+    assert history["loss"][-1] < history["loss"][0] / 3
+    predicted = model.predict(x).argmax(1)
+    assert history["accuracy"][-1] == pytest.approx((predicted == y).mean(), abs=0.05)
+    assert (predicted == y).mean() > 0.95
+
+
+def test_same_seed_same_weights_and_history_bit_for_bit() -> None:
+    x, y = data()
+    runs = []
+    for _ in range(2):
+        model = classifier(dropout=0.3)
+        history = model.fit(x, y, loss=scce(), epochs=3, batch_size=8, seed=7, verbose=0)
+        runs.append((jax.tree.map(np.asarray, model.params), history.history))
+    (p1, h1), (p2, h2) = runs
+    assert h1 == h2
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_loss_is_the_mean_over_every_row_with_a_short_last_batch() -> None:
+    # 10 rows at batch 4 is batches of 4, 4 and 2; a frozen optimizer keeps
+    # the parameters fixed so the epoch loss must equal the full-data mean.
+    x, y = data(n=10)
+    model = classifier()
+    history = model.fit(
+        x, y, loss=scce(), optimizer=optax.set_to_zero(), batch_size=4, verbose=0
+    )
+    expected = numpy_scce(np.asarray(model.predict(x)), y)
+    assert history["loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_epochs_do_not_recompile() -> None:
+    compiles: list[str] = []
+    after_epoch: list[int] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    # 37 rows at batch 8: four full batches and a short one of 5 every epoch.
+    x, y = data(n=37)
+    count = LambdaCallback(on_epoch_end=lambda e, logs: after_epoch.append(len(compiles)))
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        classifier(dropout=0.2).fit(
+            x, y, loss=scce(), epochs=5, batch_size=8, metrics=["accuracy"],
+            validation_data=(x[:9], y[:9]), callbacks=[count], verbose=0,
+        )
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert after_epoch[0] >= 1
+    assert after_epoch == [after_epoch[0]] * 5
+
+
+def test_dropout_draws_a_new_mask_every_step_and_none_in_inference() -> None:
+    x, y = data()
+    model = Sequential([InputLayer(shape=5), Dropout(0.5), Dense(units=3)])
+    history = model.fit(
+        x, y, loss=scce(), optimizer=optax.set_to_zero(), epochs=3, batch_size=40,
+        verbose=0,
+    )
+    losses = history["loss"]
+    assert len(set(losses)) == 3  # fixed weights, different masks
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))
+    p = model.params["dense"]
+    expected = x @ np.asarray(p["w"]) + np.asarray(p["b"])
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-6)
+
+
+def test_validation_split_and_early_stopping_restore_best_weights() -> None:
+    x, y = data(n=60)
+    model = classifier()
+    stopper = EarlyStopping(monitor="val_loss", patience=0, restore_best_weights=True)
+    seen: list[dict] = []
+    history = model.fit(
+        x, y, loss=scce(), learning_rate=0.2, epochs=50, batch_size=8,
+        validation_split=0.25, callbacks=[stopper, LambdaCallback(
+            on_epoch_end=lambda epoch, logs: seen.append(
+                (logs["val_loss"], jax.tree.map(np.copy, model.params))
+            )
+        )], verbose=0,
+    )
+    assert history.stopped_early
+    assert len(history.epochs) < 50
+    best_loss, best_params = min(seen, key=lambda item: item[0])
+    for a, b in zip(
+        jax.tree.leaves(model.params), jax.tree.leaves(best_params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    x_val, y_val = x[-15:], y[-15:]
+    assert model.evaluate(x_val, y_val)["loss"] == pytest.approx(best_loss, rel=1e-5)
+
+
+def test_nan_mid_training_stops_and_keeps_the_last_good_weights() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 3)).astype(np.float32) * 100
+    y = rng.normal(size=(32, 1)).astype(np.float32) * 1e4
+    model = Sequential([InputLayer(shape=3), Dense(units=1)])
+    snapshots: list = []
+    history = model.fit(
+        x, y, loss="mse", optimizer="sgd", learning_rate=1.0, epochs=20,
+        batch_size=32, verbose=0, callbacks=[LambdaCallback(
+            on_epoch_end=lambda e, logs: snapshots.append(
+                jax.tree.map(np.copy, model.params)
+            )
+        )],
+    )
+    assert history.stopped_early
+    assert "NaN or inf in epoch" in history.stop_reason
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(model.params))
+    for a, b in zip(
+        jax.tree.leaves(model.params), jax.tree.leaves(snapshots[-1]), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_schedules_and_optax_transformations_are_accepted() -> None:
+    x, y = data()
+    schedule = optax.exponential_decay(0.1, transition_steps=5, decay_rate=0.5)
+    for optimizer, lr in (("sgd", schedule), (optax.adamw(1e-2), None)):
+        history = classifier().fit(
+            x, y, loss=scce(), optimizer=optimizer, learning_rate=lr, epochs=2,
+            verbose=0,
+        )
+        assert np.isfinite(history["loss"][-1])
+    history = classifier().fit(
+        x, y, loss=scce(), optimizer="sgd", optimizer_options={"momentum": 0.9},
+        epochs=2, verbose=0,
+    )
+    assert np.isfinite(history["loss"][-1])
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"x": "nan"}, ValueError, r"x: contains NaN or inf"),
+        ({"x": "wide"}, ShapeError, r"x: examples have shape \(6,\).*expects \(5,\)"),
+        ({"y": "out_of_range"}, ValueError, r"label.*7|7.*label"),
+        ({"y": "column"}, ShapeError, r"y does not fit the loss"),
+        ({"x": "empty"}, ValueError, r"x: the dataset is empty"),
+        ({"batch_size": 41}, ValueError, r"batch_size=41 is larger than the 40"),
+        ({"batch_size": 0}, ValueError, r"batch_size must be a positive int, got 0"),
+        ({"epochs": 0}, ValueError, r"epochs must be a positive int, got 0"),
+        ({"epochs": -2}, ValueError, r"epochs must be a positive int, got -2"),
+        ({"optimizer": "adamm"}, UnknownNameError, r"optimizer 'adamm'.*adam"),
+        ({"loss": "mse_loss"}, UnknownNameError, r"unknown loss 'mse_loss'"),
+        ({"metrics": ["acuracy"]}, UnknownNameError, r"metric 'acuracy'.*accuracy"),
+        ({"y": "short"}, ShapeError, r"y: has 39 rows but x has 40"),
+        ({"validation_split": 1.5}, ValueError, r"validation_split must be in"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_bad_input_is_named_before_compiling(change, error, match) -> None:
+    x, y = data()
+    kwargs = {"loss": scce(), "epochs": 1, "batch_size": 8, "verbose": 0}
+    if change.get("x") == "nan":
+        x = x.copy()
+        x[3, 2] = np.nan
+    elif change.get("x") == "wide":
+        x = np.ones((40, 6), np.float32)
+    elif change.get("x") == "empty":
+        x, y = x[:0], y[:0]
+    if change.get("y") == "out_of_range":
+        y = y.copy()
+        y[5] = 7
+    elif change.get("y") == "column":
+        y = np.zeros((40, 2), np.int32) + 0.5
+    elif change.get("y") == "short":
+        y = y[:-1]
+    for key in ("batch_size", "epochs", "optimizer", "loss", "metrics",
+                "validation_split"):
+        if key in change:
+            kwargs[key] = change[key]
+    with pytest.raises(error, match=match):
+        classifier().fit(x, y, **kwargs)
+
+
+def test_evaluate_without_fit_needs_a_loss() -> None:
+    x, y = data()
+    with pytest.raises(ValueError, match="pass loss="):
+        classifier().evaluate(x, y)
+    scores = classifier().evaluate(x, y, loss=scce(), metrics=["accuracy"])
+    assert set(scores) == {"loss", "accuracy"}
+
+
+def test_predict_pads_its_last_batch_without_changing_results() -> None:
+    x, _ = data(n=23)
+    model = classifier()
+    whole = model.predict(x, batch_size=1024)
+    np.testing.assert_allclose(model.predict(x, batch_size=5), whole, rtol=1e-6)

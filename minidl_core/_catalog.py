@@ -71,8 +71,10 @@ def get_metric(name: str) -> Any:
             entry = get_entry("metric", name)
         except UnknownNameError as error:
             raise UnknownNameError(
-                str(error) + " Losses are metrics too: "
-                + ", ".join(registry.names("loss")) + "."
+                str(error)
+                + " Losses are metrics too: "
+                + ", ".join(registry.names("loss"))
+                + "."
             ) from None
     obj = entry.obj
     return obj() if isinstance(obj, type) else obj

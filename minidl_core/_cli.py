@@ -181,8 +181,12 @@ def _cmd_list(kind: str, args: argparse.Namespace) -> int:
         _out(
             json.dumps(
                 [
-                    {"name": e.name, "plugin": e.plugin,
-                     "distribution": e.distribution, "version": e.version}
+                    {
+                        "name": e.name,
+                        "plugin": e.plugin,
+                        "distribution": e.distribution,
+                        "version": e.version,
+                    }
                     for e in entries
                 ],
                 indent=2,
@@ -221,9 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     source = train.add_mutually_exclusive_group()
     source.add_argument("--dataset", default="digits", help="a registered dataset")
     source.add_argument("--data", metavar="FILE", help="a .csv or .npz file")
-    train.add_argument(
-        "--target", help="the CSV target column (NPZ: 'x_name,y_name')"
-    )
+    train.add_argument("--target", help="the CSV target column (NPZ: 'x_name,y_name')")
     train.add_argument("--model", metavar="SPEC.toml", help="a model spec file")
     train.add_argument("--loss", help="a registered loss name")
     train.add_argument("--optimizer", default="adam", help="a registered optimizer")
@@ -232,8 +234,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
-        "--metrics", type=lambda s: [m for m in s.split(",") if m],
-        default=None, help="comma-separated metric names (default: accuracy)",
+        "--metrics",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=None,
+        help="comma-separated metric names (default: accuracy)",
     )
     train.add_argument("--output", metavar="FILE", help="save the trained model")
     train.add_argument("--json", action="store_true", help="print scores as JSON")
@@ -246,8 +250,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     plugins.set_defaults(run=_cmd_plugins)
     for kind in ("layer", "loss", "optimizer", "metric", "dataset"):
-        sub = commands.add_parser(f"{kind}s" if kind != "loss" else "losses",
-                                  help=f"list registered {kind}s")
+        sub = commands.add_parser(
+            f"{kind}s" if kind != "loss" else "losses", help=f"list registered {kind}s"
+        )
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=lambda args, kind=kind: _cmd_list(kind, args))
     return parser
@@ -264,8 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "train" and args.data and not args.target and (
-        str(args.data).lower().endswith(".csv")
+    if (
+        args.command == "train"
+        and args.data
+        and not args.target
+        and (str(args.data).lower().endswith(".csv"))
     ):
         parser.error("train: --data FILE.csv needs --target COLUMN")
     try:
@@ -274,7 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("minidl: interrupted", file=sys.stderr)
         return 130
     except _EXPECTED_ERRORS as error:
-        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        message = (
+            str(error.args[0])
+            if isinstance(error, KeyError) and error.args
+            else str(error)
+        )
         print(f"minidl: error: {message}", file=sys.stderr)
         return 1
 

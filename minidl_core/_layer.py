@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 
 from minidl_core._config import Configurable
-from minidl_core._errors import ShapeError
 
 __all__ = ["Layer", "Params", "Shape"]
 
@@ -66,16 +65,16 @@ class Layer(Configurable):
         name: str | None = None,
     ) -> None:
         cls = type(self).__name__
-        if input_layer is not None and not isinstance(input_layer, Layer):
-            if not (
-                isinstance(input_layer, list | tuple)
-                and input_layer
-                and all(isinstance(x, Layer) for x in input_layer)
-            ):
-                raise TypeError(
-                    f"{cls}: input_layer must be a Layer, a list of Layers or "
-                    f"None, got {type(input_layer).__name__}: {input_layer!r}"
-                )
+        several = (
+            isinstance(input_layer, list | tuple)
+            and len(input_layer) > 0
+            and all(isinstance(x, Layer) for x in input_layer)
+        )
+        if not (input_layer is None or isinstance(input_layer, Layer) or several):
+            raise TypeError(
+                f"{cls}: input_layer must be a Layer, a list of Layers or "
+                f"None, got {type(input_layer).__name__}: {input_layer!r}"
+            )
         if not isinstance(Trainable, bool):
             raise TypeError(
                 f"{cls}: Trainable must be True or False, got {Trainable!r}"
@@ -136,10 +135,13 @@ class Layer(Configurable):
         """
         self.check_input_shape(input_shape)
         single = not _is_shape_list(input_shape)
-        shapes = [input_shape] if single else list(input_shape)
+        shapes: list[Shape] = [input_shape] if single else list(input_shape)  # type: ignore[arg-type]
         key = jax.random.key(0)
         params = jax.eval_shape(lambda k: self.init_params(k, input_shape), key)
-        xs = [jax.ShapeDtypeStruct((1, *s), jnp.float32) for s in shapes]
+        xs = [
+            jax.ShapeDtypeStruct((1, *s), jnp.float32)  # type: ignore[no-untyped-call]
+            for s in shapes
+        ]
 
         def run(params: Params, *xs: jax.Array) -> jax.Array:
             x: Any = xs[0] if single else list(xs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -97,6 +99,7 @@ class Model:
         self.metrics: dict[str, Any] = {}
         self.opt_state: Any = None
         self.epoch = 0
+        self.fit_seed: int | None = None
         if self._input_shape is not None:
             self.build(self._input_shape, seed=seed)
 
@@ -244,7 +247,9 @@ class Model:
                 inputs = [values[p.name or ""] for p in layer.inputs]
             layer_key = None if key is None else jax.random.fold_in(key, index)
             values[layer.name or ""] = layer.apply(
-                inputs, params.get(layer.name or "", {}), key=layer_key,
+                inputs,
+                params.get(layer.name or "", {}),
+                key=layer_key,
                 training=training,
             )
         return values[self.output_layer.name or ""]
@@ -323,7 +328,9 @@ class Model:
         line = "-" * (sum(widths) + 6)
         out = [f"Model: {self.name}", line]
         for i, row in enumerate(rows):
-            out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+            out.append(
+                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            )
             if i == 0:
                 out.append(line)
         trainable, frozen = self.count_params()
@@ -358,6 +365,12 @@ class Model:
 
         return predict(self, x, batch_size=batch_size)
 
+    def save(self, path: str | Path, *, include_optimizer: bool = True) -> Path:
+        """Save the model to one file; see :func:`minidl_core.save_model`."""
+        from minidl_core._serialization import save_model
+
+        return save_model(self, path, include_optimizer=include_optimizer)
+
 
 class Sequential(Model):
     """A model from a list of layers, each feeding the next.
@@ -383,7 +396,7 @@ class Sequential(Model):
                     f"Sequential: layers[{i}] must be a Layer, got "
                     f"{type(layer).__name__}: {layer!r}"
                 )
-        for before, layer in zip(layers, layers[1:], strict=False):
+        for before, layer in itertools.pairwise(layers):
             if layer.input_layer is None:
                 layer.input_layer = before
             elif layer.input_layer is not before:
@@ -403,9 +416,7 @@ def _as_shape(value: Sequence[int] | int, argument: str) -> Shape:
         raise TypeError(
             f"{argument}: expected an int or a tuple of ints, got {value!r}"
         ) from None
-    if any(s <= 0 for s in shape) or any(
-        not float(v).is_integer() for v in value
-    ):
+    if any(s <= 0 for s in shape) or any(not float(v).is_integer() for v in value):
         raise ValueError(f"{argument}: sizes must be positive ints, got {value!r}")
     return shape
 
@@ -419,8 +430,7 @@ def _as_float_array(x: Any, argument: str) -> np.ndarray:
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):
         raise TypeError(
-            f"{argument}: expected numeric data, got an array of dtype "
-            f"{array.dtype}"
+            f"{argument}: expected numeric data, got an array of dtype {array.dtype}"
         )
     return array.astype(np.float32, copy=False)
 

@@ -185,12 +185,11 @@ class _Loader:
         # A misspelt hook name would otherwise be ignored without a word.
         for caller in self.pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
-                error = PluginProblem(caller.name)
                 self.problem(
                     info,
                     f"unknown hook {caller.name!r}; known hooks are "
                     + ", ".join(sorted(KINDS.values())),
-                    error,
+                    PluginProblem(caller.name),
                 )
                 self.pm.unregister(plugin)
                 return
@@ -215,9 +214,10 @@ class _Loader:
                 for name, obj in items:
                     reason = validators[kind](obj)
                     if reason is not None:
-                        error = PluginProblem(reason)
                         self.problem(
-                            info, f"{kind} {name!r} refused: {reason}", error
+                            info,
+                            f"{kind} {name!r} refused: {reason}",
+                            PluginProblem(reason),
                         )
                         continue
                     self.registry.add(

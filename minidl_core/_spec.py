@@ -52,7 +52,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"model spec {str(path)!r} is not valid TOML: {error}") from None
+        raise SpecError(
+            f"model spec {str(path)!r} is not valid TOML: {error}"
+        ) from None
 
 
 def model_from_spec(
@@ -104,7 +106,9 @@ def _build(table: Any, kind: str, where: str, requires: list[str]) -> Any:
     except UnknownNameError as error:
         hint = ""
         if requires:
-            hint = " This spec requires: " + ", ".join(requires) + " (pip install them)."
+            hint = (
+                " This spec requires: " + ", ".join(requires) + " (pip install them)."
+            )
         raise UnknownNameError(f"model spec {where}: {error}{hint}") from None
     try:
         return cls.from_config(options)

@@ -27,6 +27,8 @@ from minidl_core._errors import ShapeError
 from minidl_core._loss import Loss
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from minidl_core._model import Model
 
 __all__ = ["evaluate", "fit", "predict"]
@@ -74,14 +76,14 @@ def resolve_optimizer(
             f"{optimizer!r}"
         )
     factory = get_optimizer(optimizer)
-    if learning_rate is not None and not callable(learning_rate):
-        if not isinstance(learning_rate, int | float) or not (
-            math.isfinite(learning_rate) and learning_rate > 0
-        ):
-            raise ValueError(
-                f"learning_rate must be a positive number or an optax "
-                f"schedule, got {learning_rate!r}"
-            )
+    bad_number = not isinstance(learning_rate, int | float) or not (
+        math.isfinite(learning_rate) and learning_rate > 0
+    )
+    if learning_rate is not None and not callable(learning_rate) and bad_number:
+        raise ValueError(
+            f"learning_rate must be a positive number or an optax "
+            f"schedule, got {learning_rate!r}"
+        )
     kwargs = dict(options or {})
     if learning_rate is not None:
         kwargs["learning_rate"] = learning_rate
@@ -106,9 +108,7 @@ def resolve_metrics(metrics: Iterable[Any] | None) -> dict[str, MetricFn]:
         elif callable(metric):
             resolved[getattr(metric, "__name__", type(metric).__name__)] = metric
         else:
-            raise TypeError(
-                f"metrics: expected names or callables, got {metric!r}"
-            )
+            raise TypeError(f"metrics: expected names or callables, got {metric!r}")
     return resolved
 
 
@@ -131,7 +131,9 @@ def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):
-        raise TypeError(f"{argument}: expected numeric targets, got dtype {array.dtype}")
+        raise TypeError(
+            f"{argument}: expected numeric targets, got dtype {array.dtype}"
+        )
     if array.ndim == 0 or array.shape[0] != n:
         raise ShapeError(
             f"{argument}: has {array.shape[0] if array.ndim else 0} rows but x has "
@@ -153,7 +155,8 @@ def _check_targets(
     own clear error, before anything is compiled.
     """
     placeholder = np.full((len(y), *model.output_shape), 0.5, np.float32)
-    for name, fn in {"loss": loss, **metrics}.items():
+    checks: dict[str, MetricFn] = {"loss": loss, **metrics}
+    for name, fn in checks.items():
         try:
             fn(jnp.asarray(y), jnp.asarray(placeholder))
         except (ValueError, TypeError) as error:
@@ -243,7 +246,10 @@ def _make_epoch_fn(
         if plan.remainder:
             ids = order[full:]
             state, last = step(
-                state, frozen, x[ids], y[ids],
+                state,
+                frozen,
+                x[ids],
+                y[ids],
                 jax.random.fold_in(step_key, plan.full_batches),
             )
             totals = totals + last * plan.remainder
@@ -297,12 +303,13 @@ def fit(
     epochs: int = 1,
     batch_size: int = 32,
     shuffle: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     validation_data: tuple[Any, Any] | None = None,
     validation_split: float = 0.0,
     metrics: Sequence[Any] | None = None,
     callbacks: Sequence[Callback] | None = None,
     verbose: int | str = "auto",
+    resume_from: str | Path | None = None,
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
 
@@ -323,7 +330,8 @@ def fit(
             dropped.
         shuffle: Draw a new order of the examples every epoch.
         seed: Seeds shuffling and Dropout; the same seed gives the same
-            weights and history, bit for bit on one machine.
+            weights and history, bit for bit on one machine. Default 0, or
+            when resuming, the seed the checkpoint was saved with.
         validation_data: ``(x_val, y_val)`` scored after every epoch.
         validation_split: Instead, the fraction of rows, taken from the end
             before shuffling, to hold out for validation.
@@ -332,13 +340,22 @@ def fit(
         callbacks: :class:`Callback` objects.
         verbose: 0 silent; 1 a progress bar (only on a terminal); 2 one log
             line per epoch; ``"auto"`` is 1.
+        resume_from: A model file saved with its optimizer state (by
+            :class:`ModelCheckpoint` or :func:`save_model` after ``fit``):
+            its parameters, optimizer state and epoch count replace the
+            model's, and training continues at that epoch up to ``epochs``.
+            With the same data and options, the weights end bit for bit as
+            an uninterrupted run's.
 
     Returns:
-        A :class:`History`; also kept as ``model.history``.
+        A :class:`History` of the epochs this call ran; also kept as
+        ``model.history``.
 
     Raises:
         ValueError, TypeError, ShapeError: For bad data or options, before
             anything is compiled; the message names the argument.
+        ModelFileError: ``resume_from`` is unreadable or does not fit the
+            model or the optimizer.
     """
     # Check everything before compiling anything.
     epochs = _positive_int(epochs, "epochs")
@@ -355,7 +372,7 @@ def fit(
     if validation_data is not None and validation_split:
         raise ValueError("give validation_data or validation_split, not both")
     if validation_split:
-        n_val = int(round(len(x_arr) * validation_split))
+        n_val = round(len(x_arr) * validation_split)
         if n_val < 1 or n_val >= len(x_arr):
             raise ValueError(
                 f"validation_split={validation_split} of {len(x_arr)} rows leaves "
@@ -377,6 +394,15 @@ def fit(
         y_val = _check_y(validation_data[1], len(x_val), "validation_data y")
         _check_targets(model, loss_obj, metric_fns, y_val)
         val = (x_val, y_val)
+    resumed = None
+    if resume_from is not None:
+        from minidl_core._checkpoint import read_checkpoint
+
+        resumed = read_checkpoint(resume_from)
+        model.params = resumed.params_for(model)
+    if seed is None:
+        seed = 0 if resumed is None or resumed.seed is None else resumed.seed
+    initial_epoch = 0 if resumed is None else resumed.epoch
 
     # Place the data once and compile.
     assert model.params is not None
@@ -389,15 +415,20 @@ def fit(
     # parameters must stay valid for anyone holding them.
     trainable = jax.tree.map(jnp.copy, trainable)
     opt_state = tx.init(trainable)
+    if resumed is not None:
+        opt_state = resumed.optimizer_state_for(opt_state)
     val_fn = None
     if val is not None:
         val_batch = min(len(val[0]), max(batch_size, 1024))
-        val_fn = _make_eval_fn(model, {"loss": loss_obj, **metric_fns}, len(val[0]), val_batch)
+        val_fn = _make_eval_fn(
+            model, {"loss": loss_obj, **metric_fns}, len(val[0]), val_batch
+        )
         x_val_dev, y_val_dev = jax.device_put(val[0]), jax.device_put(val[1])
 
     history = History()
     model.history = history
     model.stop_training, model.stop_reason = False, ""
+    model.epoch, model.fit_seed = initial_epoch, seed
     callbacks = list(callbacks or [])
     for callback in callbacks:
         if not isinstance(callback, Callback):
@@ -406,10 +437,10 @@ def fit(
     for callback in callbacks:
         callback.on_train_begin()
     names = ["loss", *metric_fns]
-    bar = _progress(epochs, verbose)
+    bar = _progress(max(epochs - initial_epoch, 0), verbose)
     base_key = jax.random.key(seed)
     try:
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             key = jax.random.fold_in(base_key, epoch)
@@ -432,7 +463,10 @@ def fit(
             if val_fn is not None:
                 val_means = np.asarray(val_fn(model.params, x_val_dev, y_val_dev))
                 logs.update(
-                    {f"val_{n}": float(v) for n, v in zip(names, val_means, strict=True)}
+                    {
+                        f"val_{n}": float(v)
+                        for n, v in zip(names, val_means, strict=True)
+                    }
                 )
             history.append(epoch, logs)
             model.epoch += 1
@@ -513,7 +547,10 @@ def _predict_fn(model: Model) -> Callable[..., jax.Array]:
     if cached is None:
 
         def run(params: Any, xs: jax.Array) -> jax.Array:
-            return jax.lax.map(lambda b: model.apply(params, b, training=False), xs)
+            out: jax.Array = jax.lax.map(
+                lambda b: model.apply(params, b, training=False), xs
+            )
+            return out
 
         cached = jax.jit(run)
         model._predict_jit = cached  # type: ignore[attr-defined]

@@ -17,7 +17,9 @@ from minidl_core._cli import main
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "minidl_core._cli", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -45,8 +47,18 @@ def test_digits_dataset_ships_with_the_package() -> None:
     digits = get_dataset("digits")()
     assert digits.x_train.shape == (1438, 64) and digits.x_test.shape == (359, 64)
     labels = np.concatenate([digits.y_train, digits.y_test])
-    assert np.bincount(labels).tolist() == [178, 182, 177, 183, 181, 182, 181, 179,
-                                            174, 180]
+    assert np.bincount(labels).tolist() == [
+        178,
+        182,
+        177,
+        183,
+        181,
+        182,
+        181,
+        179,
+        174,
+        180,
+    ]
     assert digits.x_train.min() == 0.0 and digits.x_train.max() == 1.0
     assert "Alpaydin" in digits.citation
 
@@ -62,8 +74,9 @@ def test_train_on_a_users_csv(tmp_path: Path, capsys) -> None:
     y = (x[:, 0] > x[:, 1]).astype(int)
     rows = [f"{a:.5f},{b:.5f},{c}" for (a, b), c in zip(x, y, strict=True)]
     path = write_csv(tmp_path / "t.csv", "a,b,label", rows)
-    code = main(["train", "--data", str(path), "--target", "label", "--epochs", "30",
-                 "--json"])
+    code = main(
+        ["train", "--data", str(path), "--target", "label", "--epochs", "30", "--json"]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["test"]["accuracy"] > 0.85
 
@@ -83,16 +96,33 @@ def test_train_with_a_spec_file(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ('[[layers]]\ntype = "Dens"\nunits = 3\n', r"layers\[0\]: unknown layer 'Dens'.*Dense"),
-        ('[[layers]]\ntype = "Dense"\n', r"layers\[0\] \(Dense\).*output_shape \(or units\) is required"),
-        ('[[layers]]\ntype = "Dense"\nunit = 3\n', r"layers\[0\] \(Dense\): Dense: unknown option\(s\) unit; it takes"),
-        ('[[layers]]\nunits = 3\n', r"layers\[0\]: needs a 'type' key"),
-        ('[[layers]\n', r"not valid TOML"),
-        ('[model]\nrequires = ["minidl-conv>=0.1"]\n[[layers]]\ntype = "Conv2D"\n',
-         r"unknown layer 'Conv2D'.*requires: minidl-conv>=0.1"),
+        (
+            '[[layers]]\ntype = "Dens"\nunits = 3\n',
+            r"layers\[0\]: unknown layer 'Dens'.*Dense",
+        ),
+        (
+            '[[layers]]\ntype = "Dense"\n',
+            r"layers\[0\] \(Dense\).*output_shape \(or units\) is required",
+        ),
+        (
+            '[[layers]]\ntype = "Dense"\nunit = 3\n',
+            r"layers\[0\] \(Dense\): Dense: unknown option\(s\) unit; it takes",
+        ),
+        ("[[layers]]\nunits = 3\n", r"layers\[0\]: needs a 'type' key"),
+        ("[[layers]\n", r"not valid TOML"),
+        (
+            '[model]\nrequires = ["minidl-conv>=0.1"]\n[[layers]]\ntype = "Conv2D"\n',
+            r"unknown layer 'Conv2D'.*requires: minidl-conv>=0.1",
+        ),
     ],
-    ids=["unknown-layer", "missing-option", "typo-option", "no-type", "bad-toml",
-         "names-package"],
+    ids=[
+        "unknown-layer",
+        "missing-option",
+        "typo-option",
+        "no-type",
+        "bad-toml",
+        "names-package",
+    ],
 )
 def test_bad_spec_is_one_clear_line(tmp_path: Path, capsys, spec, match) -> None:
     path = tmp_path / "bad.toml"
@@ -109,7 +139,12 @@ def test_bad_spec_is_one_clear_line(tmp_path: Path, capsys, spec, match) -> None
 @pytest.mark.parametrize(
     ("header", "rows", "target", "match"),
     [
-        ("a,b,y", ["1,2,0", "3,4,1"], "label", r"no column named 'label'; the columns are a, b, y"),
+        (
+            "a,b,y",
+            ["1,2,0", "3,4,1"],
+            "label",
+            r"no column named 'label'; the columns are a, b, y",
+        ),
         ("a,b,y", ["1,2,0", "3,x,1"], "y", r"line 3, column 'b': 'x' is not a number"),
         ("a,b,y", ["1,2,0", "3,1"], "y", r"line 3: 2 cells, expected 3"),
     ],

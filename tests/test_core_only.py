@@ -63,7 +63,10 @@ def test_core_imports_without_importing_a_plugin() -> None:
     )
     env = dict(os.environ, MINIDL_DISABLE_PLUGINS="builtins")
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert out.stdout.strip() == "[]"
@@ -73,7 +76,9 @@ def test_cli_train_without_builtins_is_one_clear_line() -> None:
     env = dict(os.environ, MINIDL_DISABLE_PLUGINS="builtins")
     out = subprocess.run(
         [sys.executable, "-m", "minidl_core._cli", "train"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 1
     assert out.stderr.startswith("minidl: error: unknown dataset 'digits'")

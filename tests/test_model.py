@@ -36,7 +36,11 @@ def test_seed_style_graph_matches_numpy() -> None:
     expected = 1 / (1 + np.exp(-logits))
     np.testing.assert_allclose(model.predict(x), expected, rtol=1e-5, atol=1e-6)
     assert [layer.name for layer in model.layers] == [
-        "input_layer", "dense", "relu", "dense_1", "sigmoid",
+        "input_layer",
+        "dense",
+        "relu",
+        "dense_1",
+        "sigmoid",
     ]
 
 
@@ -45,7 +49,10 @@ def test_shape_inference_needs_no_repeated_input_shape() -> None:
         [InputLayer(shape=7), Dense(units=5), LeakyRelu(alpha=0.2), Dense(units=3)]
     )
     assert model.shapes == {
-        "input_layer": (7,), "dense": (5,), "leaky_relu": (5,), "dense_1": (3,),
+        "input_layer": (7,),
+        "dense": (5,),
+        "leaky_relu": (5,),
+        "dense_1": (3,),
     }
     assert model.params["dense"]["w"].shape == (7, 5)
     assert model.params["dense_1"]["w"].shape == (5, 3)
@@ -91,7 +98,9 @@ class Bilinear(Layer):
         }
 
     def __call__(self, x, params):
-        return jnp.einsum("bi,ijk,bj->bk", x, params["m"], x) * params["v"] + params["c"]
+        return (
+            jnp.einsum("bi,ijk,bj->bk", x, params["m"], x) * params["v"] + params["c"]
+        )
 
 
 def test_custom_layer_params_get_exact_gradients_without_registration() -> None:
@@ -103,7 +112,9 @@ def test_custom_layer_params_get_exact_gradients_without_registration() -> None:
 
     grads = jax.grad(loss)(model.params)
     for name in ("m", "v", "c"):
-        base = {k: np.asarray(v, np.float64) for k, v in model.params["bilinear"].items()}
+        base = {
+            k: np.asarray(v, np.float64) for k, v in model.params["bilinear"].items()
+        }
 
         def f(value, name=name, base=base):
             p = dict(base, **{name: value})
@@ -183,9 +194,12 @@ def test_layers_with_two_inputs_share_one_source() -> None:
     model = Model(Add([left, right]))
     x = np.ones((1, 3), np.float32)
     p = {k: {n: np.asarray(a) for n, a in v.items()} for k, v in model.params.items()}
-    expected = x @ p["dense"]["w"] + p["dense"]["b"] + x @ p["dense_1"]["w"] + p[
-        "dense_1"
-    ]["b"]
+    expected = (
+        x @ p["dense"]["w"]
+        + p["dense"]["b"]
+        + x @ p["dense_1"]["w"]
+        + p["dense_1"]["b"]
+    )
     np.testing.assert_allclose(model.predict(x), expected, rtol=1e-6)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_seed_and_pep8_loss_spellings_are_one_entry(clean_plugins: None) -> None
 def test_unknown_name_lists_close_matches_and_plugins(clean_plugins: None) -> None:
     with pytest.raises(UnknownNameError, match=r"'Dnse'.*Did you mean: Dense") as info:
         get_layer("Dnse")
-    assert "Installed plugins: minidl 0.1.0" in str(info.value)
+    assert re.search(r"Installed plugins: .*minidl 0.1.0", str(info.value))
 
 
 def test_layers_module_resolves_through_the_registry(clean_plugins: None) -> None:
@@ -204,7 +205,7 @@ def test_distribution_seen_twice_registers_once(make_dist) -> None:
     make_dist("scale-layers", "scale_plugin", SCALE_PLUGIN, egg_info=True)
     minidl_core.reload_plugins()
     assert get_layer("Scale").__name__ == "Scale"
-    assert list(get_registry().plugins) .count("scale_plugin") == 1
+    assert list(get_registry().plugins).count("scale_plugin") == 1
 
 
 def test_blocking_the_builtins_empties_the_catalogue(clean_plugins, monkeypatch):

@@ -63,7 +63,9 @@ def test_same_seed_same_weights_and_history_bit_for_bit() -> None:
     runs = []
     for _ in range(2):
         model = classifier(dropout=0.3)
-        history = model.fit(x, y, loss=scce(), epochs=3, batch_size=8, seed=7, verbose=0)
+        history = model.fit(
+            x, y, loss=scce(), epochs=3, batch_size=8, seed=7, verbose=0
+        )
         runs.append((jax.tree.map(np.asarray, model.params), history.history))
     (p1, h1), (p2, h2) = runs
     assert h1 == h2
@@ -94,12 +96,21 @@ def test_epochs_do_not_recompile() -> None:
 
     # 37 rows at batch 8: four full batches and a short one of 5 every epoch.
     x, y = data(n=37)
-    count = LambdaCallback(on_epoch_end=lambda e, logs: after_epoch.append(len(compiles)))
+    count = LambdaCallback(
+        on_epoch_end=lambda e, logs: after_epoch.append(len(compiles))
+    )
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
         classifier(dropout=0.2).fit(
-            x, y, loss=scce(), epochs=5, batch_size=8, metrics=["accuracy"],
-            validation_data=(x[:9], y[:9]), callbacks=[count], verbose=0,
+            x,
+            y,
+            loss=scce(),
+            epochs=5,
+            batch_size=8,
+            metrics=["accuracy"],
+            validation_data=(x[:9], y[:9]),
+            callbacks=[count],
+            verbose=0,
         )
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
@@ -111,7 +122,12 @@ def test_dropout_draws_a_new_mask_every_step_and_none_in_inference() -> None:
     x, y = data()
     model = Sequential([InputLayer(shape=5), Dropout(0.5), Dense(units=3)])
     history = model.fit(
-        x, y, loss=scce(), optimizer=optax.set_to_zero(), epochs=3, batch_size=40,
+        x,
+        y,
+        loss=scce(),
+        optimizer=optax.set_to_zero(),
+        epochs=3,
+        batch_size=40,
         verbose=0,
     )
     losses = history["loss"]
@@ -128,12 +144,22 @@ def test_validation_split_and_early_stopping_restore_best_weights() -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=0, restore_best_weights=True)
     seen: list[dict] = []
     history = model.fit(
-        x, y, loss=scce(), learning_rate=0.2, epochs=50, batch_size=8,
-        validation_split=0.25, callbacks=[stopper, LambdaCallback(
-            on_epoch_end=lambda epoch, logs: seen.append(
-                (logs["val_loss"], jax.tree.map(np.copy, model.params))
-            )
-        )], verbose=0,
+        x,
+        y,
+        loss=scce(),
+        learning_rate=0.2,
+        epochs=50,
+        batch_size=8,
+        validation_split=0.25,
+        callbacks=[
+            stopper,
+            LambdaCallback(
+                on_epoch_end=lambda epoch, logs: seen.append(
+                    (logs["val_loss"], jax.tree.map(np.copy, model.params))
+                )
+            ),
+        ],
+        verbose=0,
     )
     assert history.stopped_early
     assert len(history.epochs) < 50
@@ -153,12 +179,21 @@ def test_nan_mid_training_stops_and_keeps_the_last_good_weights() -> None:
     model = Sequential([InputLayer(shape=3), Dense(units=1)])
     snapshots: list = []
     history = model.fit(
-        x, y, loss="mse", optimizer="sgd", learning_rate=1.0, epochs=20,
-        batch_size=32, verbose=0, callbacks=[LambdaCallback(
-            on_epoch_end=lambda e, logs: snapshots.append(
-                jax.tree.map(np.copy, model.params)
+        x,
+        y,
+        loss="mse",
+        optimizer="sgd",
+        learning_rate=1.0,
+        epochs=20,
+        batch_size=32,
+        verbose=0,
+        callbacks=[
+            LambdaCallback(
+                on_epoch_end=lambda e, logs: snapshots.append(
+                    jax.tree.map(np.copy, model.params)
+                )
             )
-        )],
+        ],
     )
     assert history.stopped_early
     assert "NaN or inf in epoch" in history.stop_reason
@@ -174,13 +209,23 @@ def test_schedules_and_optax_transformations_are_accepted() -> None:
     schedule = optax.exponential_decay(0.1, transition_steps=5, decay_rate=0.5)
     for optimizer, lr in (("sgd", schedule), (optax.adamw(1e-2), None)):
         history = classifier().fit(
-            x, y, loss=scce(), optimizer=optimizer, learning_rate=lr, epochs=2,
+            x,
+            y,
+            loss=scce(),
+            optimizer=optimizer,
+            learning_rate=lr,
+            epochs=2,
             verbose=0,
         )
         assert np.isfinite(history["loss"][-1])
     history = classifier().fit(
-        x, y, loss=scce(), optimizer="sgd", optimizer_options={"momentum": 0.9},
-        epochs=2, verbose=0,
+        x,
+        y,
+        loss=scce(),
+        optimizer="sgd",
+        optimizer_options={"momentum": 0.9},
+        epochs=2,
+        verbose=0,
     )
     assert np.isfinite(history["loss"][-1])
 
@@ -222,8 +267,14 @@ def test_bad_input_is_named_before_compiling(change, error, match) -> None:
         y = np.zeros((40, 2), np.int32) + 0.5
     elif change.get("y") == "short":
         y = y[:-1]
-    for key in ("batch_size", "epochs", "optimizer", "loss", "metrics",
-                "validation_split"):
+    for key in (
+        "batch_size",
+        "epochs",
+        "optimizer",
+        "loss",
+        "metrics",
+        "validation_split",
+    ):
         if key in change:
             kwargs[key] = change[key]
     with pytest.raises(error, match=match):

@@ -7,7 +7,6 @@ blocking it (``MINIDL_DISABLE_PLUGINS=builtins``) leaves the core with an
 empty catalogue.
 """
 
-from minidl_core import hookimpl
 from minidl_builtins._datasets import load_digits
 from minidl_builtins._layers import (
     Dense,
@@ -29,6 +28,7 @@ from minidl_builtins._losses import (
 )
 from minidl_builtins._metrics import accuracy
 from minidl_builtins._optimizers import OPTIMIZERS
+from minidl_core import hookimpl
 
 MINIDL_PLUGIN_API = 1
 

@@ -170,9 +170,7 @@ class Dense(Layer):
         fan_in, fan_out = input_shape[0], self.output_shape
         limit = math.sqrt(6.0 / (fan_in + fan_out))
         params = {
-            "w": jax.random.uniform(
-                key, (fan_in, fan_out), jnp.float32, -limit, limit
-            )
+            "w": jax.random.uniform(key, (fan_in, fan_out), jnp.float32, -limit, limit)
         }
         if self.use_bias:
             params["b"] = jnp.zeros((fan_out,), jnp.float32)

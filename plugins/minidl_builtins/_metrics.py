@@ -35,7 +35,9 @@ def accuracy(y_true: jax.Array, y_pred: jax.Array) -> jax.Array:
                 f"indices (N,) nor one-hot rows {y_pred.shape} for y_pred of "
                 f"shape {y_pred.shape}"
             )
-        return jnp.mean((predicted == labels.astype(predicted.dtype)).astype(jnp.float32))
+        return jnp.mean(
+            (predicted == labels.astype(predicted.dtype)).astype(jnp.float32)
+        )
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"accuracy: y_true has shape {y_true.shape} but y_pred has shape "

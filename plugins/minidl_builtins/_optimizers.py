@@ -18,13 +18,13 @@ __all__ = ["OPTIMIZERS"]
 def _factory(
     name: str, build: Callable[..., optax.GradientTransformation], default_lr: float
 ) -> Callable[..., optax.GradientTransformation]:
-    def make(learning_rate: Any = default_lr, **options: Any) -> optax.GradientTransformation:
+    def make(
+        learning_rate: Any = default_lr, **options: Any
+    ) -> optax.GradientTransformation:
         return build(learning_rate=learning_rate, **options)
 
     make.__name__ = name
-    make.__doc__ = (
-        f"``optax.{name}`` with a default learning rate of {default_lr}."
-    )
+    make.__doc__ = f"``optax.{name}`` with a default learning rate of {default_lr}."
     return make
 
 

@@ -59,13 +59,20 @@ class Loss(Configurable):
 
     def check_shapes(self, y_true: Any, y_pred: Any) -> None:
         """Raise :class:`ShapeError` unless the shapes match exactly."""
-        if np.shape(y_true) != np.shape(y_pred):
-            raise ShapeError(
-                f"{self.name}: y_true has shape {tuple(np.shape(y_true))} but "
-                f"y_pred has shape {tuple(np.shape(y_pred))}; they must match "
-                "(reshape y_true, e.g. y.reshape(-1, 1), rather than rely on "
-                "broadcasting)"
+        true_shape, pred_shape = tuple(np.shape(y_true)), tuple(np.shape(y_pred))
+        if true_shape == pred_shape:
+            return
+        hint = "targets are never broadcast against predictions"
+        if true_shape == pred_shape[:1] and len(pred_shape) == 2:
+            hint = (
+                "for class indices use sparse_categorical_crossentropy"
+                if pred_shape[1] > 1
+                else "reshape y to (N, 1)"
             )
+        raise ShapeError(
+            f"{self.name}: y_true has shape {true_shape} but y_pred has shape "
+            f"{pred_shape}; they must be equal ({hint})"
+        )
 
     def __repr__(self) -> str:
         config = self.get_config()

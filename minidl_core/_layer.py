@@ -20,8 +20,8 @@ Shape = tuple[int, ...]
 
 
 def snake_case(name: str) -> str:
-    """``LeakyRelu`` -> ``leaky_relu``; used for default layer names."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    """``LeakyRelu`` -> ``leaky_relu``, ``Conv2D`` -> ``conv2d``: default names."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class Layer(Configurable):

@@ -152,6 +152,7 @@ class Model:
         for layer in self.layers:
             in_shape = self._input_of(layer, shapes, input_shape)
             try:
+                layer.check_input_shape(in_shape)
                 shapes[layer.name or ""] = tuple(layer.compute_output_shape(in_shape))
             except ShapeError:
                 raise

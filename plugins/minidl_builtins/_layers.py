@@ -153,7 +153,8 @@ class Dense(Layer):
         if len(input_shape) != 1:
             raise ShapeError(
                 f"{self.label}: expected a flat input of shape (features,), got "
-                f"{input_shape}; put a Flatten layer before it"
+                f"{input_shape}; flatten it first (e.g. with the Flatten layer of "
+                "the minidl-conv plugin)"
             )
         if self.input_shape is not None and input_shape[0] != self.input_shape:
             raise ShapeError(

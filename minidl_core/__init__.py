@@ -22,6 +22,7 @@ from minidl_core._catalog import (
     get_optimizer,
     list_names,
 )
+from minidl_core._checkpoint import ModelCheckpoint
 from minidl_core._data import Dataset
 from minidl_core._errors import (
     DuplicateNameError,
@@ -44,6 +45,13 @@ from minidl_core._plugins import (
     reload_plugins,
     unregister_plugin,
 )
+from minidl_core._serialization import (
+    MissingPluginError,
+    PluginVersionWarning,
+    load_model,
+    save_model,
+)
+from minidl_core._spec import SpecError, load_spec, model_from_spec
 from minidl_core._training import evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -60,14 +68,18 @@ __all__ = [
     "Loss",
     "MinidlError",
     "MinidlWarning",
+    "MissingPluginError",
     "Model",
+    "ModelCheckpoint",
     "ModelFileError",
     "Params",
     "PluginLoadWarning",
     "PluginProblem",
+    "PluginVersionWarning",
     "Sequential",
     "Shape",
     "ShapeError",
+    "SpecError",
     "UnknownNameError",
     "evaluate",
     "fit",
@@ -81,8 +93,12 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "list_names",
+    "load_model",
+    "load_spec",
+    "model_from_spec",
     "predict",
     "register_plugin",
     "reload_plugins",
+    "save_model",
     "unregister_plugin",
 ]

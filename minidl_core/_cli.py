@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -19,6 +20,15 @@ examples:
   minidl train                                  # an MLP on the shipped digits
   minidl train --epochs 30 --optimizer sgd --lr 0.05 --json
   minidl train --data table.csv --target label --model spec.toml
+  minidl train --checkpoint ckpt.minidl         # then, after a crash:
+  minidl train --resume ckpt.minidl
+"""
+
+MODEL_FILE_EXAMPLE = """\
+examples:
+  minidl train --output digits.minidl
+  minidl inspect digits.minidl
+  minidl predict digits.minidl --data rows.csv --json
 """
 
 _EXPECTED_ERRORS = (ValueError, TypeError, KeyError, OSError, RuntimeError)
@@ -74,17 +84,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from minidl_core import LambdaCallback
     from minidl_core._spec import model_from_spec
 
+    if args.seed is None:
+        args.seed = _resume_seed(args.resume)
     data = _load_data(args)
     model, loss = _default_model(data.num_classes, args.seed)
     if args.model:
         model, spec_loss = model_from_spec(args.model, seed=args.seed)
         loss = spec_loss or loss
+    elif args.resume:
+        from minidl_core._serialization import load_model
+
+        model = load_model(args.resume)
+        loss = model.loss or loss
     if args.loss:
-        loss = args.loss
+        from minidl_core import get_loss
+
+        loss_cls = get_loss(args.loss)
+        # The default model ends in a Dense layer, so its outputs are logits.
+        takes_logits = "from_logits" in inspect.signature(loss_cls).parameters
+        logits = not args.model and takes_logits
+        loss = loss_cls(from_logits=True) if logits else loss_cls()
     metrics = args.metrics
     if metrics is None:
         metrics = ["accuracy"] if data.num_classes else []
-    callbacks = []
+    callbacks: list[Any] = []
+    if args.checkpoint:
+        from minidl_core import ModelCheckpoint
+
+        callbacks.append(ModelCheckpoint(args.checkpoint))
     if not args.json:
 
         def show(epoch: int, logs: dict[str, float]) -> None:
@@ -96,6 +123,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"training on {data.name}: {len(data.x_train)} train / "
             f"{len(data.x_test)} test examples"
         )
+        if args.resume:
+            _out(f"resuming from {args.resume} (seed {args.seed})")
     history = model.fit(
         data.x_train,
         data.y_train,
@@ -108,6 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         metrics=metrics,
         callbacks=callbacks,
         verbose=0,
+        resume_from=args.resume,
     )
     scores = model.evaluate(data.x_test, data.y_test)
     if args.output:
@@ -139,7 +169,263 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_seed(resume: str | None) -> int:
+    """The seed when none is given: the checkpoint's, else 0."""
+    if not resume:
+        return 0
+    from minidl_core._serialization import describe_model_file
+
+    seed = (describe_model_file(resume)["training"] or {}).get("seed")
+    return 0 if seed is None else int(seed)
+
+
+# minidl predict / inspect
+
+
+def _read_features(path: str, target: str | None) -> np.ndarray:
+    """Features from a CSV (header row) or NPZ file, without the target."""
+    import csv
+    from pathlib import Path
+
+    from minidl_core._data import load_table
+
+    suffix = Path(path).suffix.lower()
+    if target and (suffix != ".npz" or "," in target):
+        return load_table(path, target)[0]
+    if suffix == ".npz":
+        name = target or "x"
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if name not in archive.files:
+                    raise KeyError(name)
+                return np.asarray(archive[name])
+        except KeyError:
+            raise ValueError(
+                f"data file {path!r}: no array named {name!r}; name the features "
+                "array with --target"
+            ) from None
+        except Exception as error:
+            raise ValueError(
+                f"data file {path!r} is not a readable NPZ: {error}"
+            ) from None
+    if suffix not in (".csv", ".txt"):
+        raise ValueError(f"data file {path!r}: expected a .csv or .npz file")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if len(rows) < 2:
+        raise ValueError(f"data file {path!r} has no data rows after its header")
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        try:
+            values.append([float(cell) for cell in row])
+        except ValueError:
+            raise ValueError(
+                f"data file {path!r}, line {line}: every cell must be a number; "
+                "pass --target COLUMN to leave out a target column"
+            ) from None
+        if len(row) != len(rows[0]):
+            raise ValueError(
+                f"data file {path!r}, line {line}: {len(row)} cells, expected "
+                f"{len(rows[0])} like the header"
+            )
+    return np.asarray(values, np.float32)
+
+
+def _class_indices(model: Any, outputs: np.ndarray) -> list[int] | None:
+    """Class indices when the model's loss says it classifies, else None."""
+    from minidl_core._registry import normalize_name
+
+    name = normalize_name(model.loss.name) if model.loss is not None else ""
+    if "categorical" in name and outputs.ndim == 2 and outputs.shape[1] > 1:
+        return [int(i) for i in np.argmax(outputs, axis=1)]
+    if "binary" in name and outputs.shape[1:] == (1,):
+        threshold = 0.0 if getattr(model.loss, "from_logits", False) else 0.5
+        return [int(v > threshold) for v in outputs[:, 0]]
+    return None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from minidl_core._serialization import load_model
+
+    model = load_model(args.model)
+    outputs = model.predict(_read_features(args.data, args.target))
+    classes = _class_indices(model, outputs)
+    if args.json:
+        result = {"model": args.model, "predictions": outputs.tolist()}
+        _out(json.dumps({**result, "classes": classes}))
+        return 0
+    for index, row in enumerate(outputs):
+        if classes is not None:
+            _out(str(classes[index]))
+        else:
+            _out(" ".join(f"{value:.9g}" for value in np.ravel(row)))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from minidl_core._serialization import describe_model_file
+
+    info = describe_model_file(args.model)
+    if args.json:
+        _out(json.dumps(info, indent=2))
+        return 0
+    _out(
+        f"model {info['name']!r} in {args.model} (format {info['format_version']}, "
+        f"saved by minidl {info['minidl_version']})"
+    )
+    _out(f"input shape: {tuple(info['input_shape'])}")
+    rows = [("layer", "type", "inputs", "params", "trainable", "from")]
+    for layer in info["layers"]:
+        origin = "custom (no plugin)"
+        if layer["distribution"]:
+            origin = f"{layer['distribution']} {layer['version'] or ''}".strip()
+        inputs = ", ".join(layer["inputs"]) or "-"
+        trainable = "yes" if layer["trainable"] else "no"
+        params = f"{layer['params']:,}"
+        rows.append((layer["name"], layer["type"], inputs, params, trainable, origin))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        _out("  " + "  ".join(cells).rstrip())
+    if info["loss"]:
+        _out(f"loss: {info['loss']['type']} {json.dumps(info['loss']['config'])}")
+    _out("plugins needed:")
+    for plugin in info["plugins"]:
+        need = plugin["distribution"]
+        if plugin["saved_version"]:
+            need += f">={plugin['saved_version']}"
+        if plugin["blocked"]:
+            state = "installed but blocked by MINIDL_DISABLE_PLUGINS"
+        elif not plugin["installed"]:
+            state = f'NOT installed: pip install "{need}"'
+        else:
+            state = f"installed ({plugin['installed_version']})"
+            if plugin["older_major"]:
+                state += f', an older major version: pip install --upgrade "{need}"'
+        _out(f"  {need}: {state}")
+    for name in info["custom_layers"]:
+        _out(f"  {name}: not from a plugin; load with custom_objects={{{name!r}: ...}}")
+    counts = info["params"]
+    _out(
+        f"parameters: {counts['total']:,} ({counts['trainable']:,} trainable, "
+        f"{counts['frozen']:,} frozen)"
+    )
+    training = info["training"]
+    if training:
+        saved = "saved" if training["optimizer_state"] else "not saved"
+        _out(
+            f"training: {training['epoch']} epochs done, seed {training['seed']}, "
+            f"optimizer state {saved}"
+        )
+    return 0
+
+
+def _add_model_file_commands(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="print a saved model's predictions for a data file",
+        description="Load a model file and print one prediction per row of "
+        "FILE: the class index for a classifier, else the output values.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=MODEL_FILE_EXAMPLE,
+    )
+    predict.add_argument("model", metavar="MODEL", help="a model file")
+    predict.add_argument(
+        "--data", metavar="FILE", required=True, help="a .csv or .npz of features"
+    )
+    predict.add_argument(
+        "--target",
+        metavar="COL",
+        help="a CSV column to leave out (NPZ: the features array, default x)",
+    )
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(run=_cmd_predict)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="describe a model file and the plugins it needs",
+        description="Show a model file's layers, parameter counts and the "
+        "plugins it needs, and whether each is installed. Nothing is built.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=MODEL_FILE_EXAMPLE,
+    )
+    inspect.add_argument("model", metavar="MODEL", help="a model file")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    inspect.set_defaults(run=_cmd_inspect)
+
+
+# minidl plugin new
+
+PLUGIN_EXAMPLE = """\
+examples:
+  minidl plugin new minidl-acme                 # writes ./minidl-acme
+  minidl plugin new minidl-acme --directory ~/src/acme
+"""
+
+
+def _cmd_plugin_new(args: argparse.Namespace) -> int:
+    from minidl_core._scaffold import new_plugin, plugin_names
+
+    root = new_plugin(args.name, args.directory)
+    module = plugin_names(args.name)["module"]
+    _out(f"created the minidl plugin {args.name} in {root}")
+    _out(f"  package src/{module}: the layer Scale and the loss LogCosh")
+    _out("next:")
+    _out(f"  cd {root}")
+    _out('  pip install -e ".[test]" && pytest')
+    return 0
+
+
+def _add_plugin_commands(commands: Any) -> None:
+    plugin = commands.add_parser(
+        "plugin",
+        help="tools for plugin authors",
+        description="Tools for writing minidl plugins.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=PLUGIN_EXAMPLE,
+    )
+    actions = plugin.add_subparsers(dest="plugin_command", metavar="ACTION")
+    actions.required = True
+    new = actions.add_parser(
+        "new",
+        help="write a ready-to-build plugin project",
+        description="Write a plugin distribution: pyproject.toml with the minidl "
+        "entry point, a package with an example layer and loss, tests that run "
+        "the conformance suite, tox.ini and a README.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=PLUGIN_EXAMPLE,
+    )
+    new.add_argument("name", metavar="NAME", help="the distribution name")
+    new.add_argument(
+        "--directory",
+        metavar="DIR",
+        help="the project folder to create (default: ./NAME); must be new or empty",
+    )
+    new.set_defaults(run=_cmd_plugin_new)
+
+
 # minidl plugins / layers / losses
+
+
+def _hook_order(registry: Any, info: Any) -> str:
+    """Where ``info``'s hooks run among all plugins': ``minidl_layers 2/3``.
+
+    pluggy calls the plugin registered last first, and the catalogue is
+    collected in that order.
+    """
+    positions = []
+    for hook in info.hooks:
+        callers = [p.name for p in registry.plugins.values() if hook in p.hooks]
+        callers.reverse()
+        positions.append(f"{hook} {callers.index(info.name) + 1}/{len(callers)}")
+    return ", ".join(positions)
+
+
+def _origin(obj: Any) -> str:
+    """The import path of a registered object: ``package.module.Name``."""
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}" if module else name
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -164,9 +450,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         if args.verbose:
             _out(f"  module: {info.module}")
             _out(f"  hooks: {', '.join(info.hooks) or 'none'}")
+            _out(f"  hook order: {_hook_order(registry, info) or 'none'}")
         for kind, names in sorted(info.registered.items()):
             plural = "losses" if kind == "loss" else f"{kind}s"
             _out(f"  {plural}: {', '.join(names)}")
+            if args.verbose:
+                for entry in registry.entries(kind):
+                    if entry.plugin == info.name:
+                        _out(f"    {entry.name} <- {_origin(entry.obj)}")
         for problem in info.problems:
             _out(f"  problem: {problem}")
     return 0
@@ -227,12 +518,22 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--data", metavar="FILE", help="a .csv or .npz file")
     train.add_argument("--target", help="the CSV target column (NPZ: 'x_name,y_name')")
     train.add_argument("--model", metavar="SPEC.toml", help="a model spec file")
-    train.add_argument("--loss", help="a registered loss name")
+    train.add_argument(
+        "--loss",
+        help="a registered loss name; with the default model, whose outputs "
+        "are logits, a loss that has from_logits gets from_logits=true",
+    )
     train.add_argument("--optimizer", default="adam", help="a registered optimizer")
     train.add_argument("--lr", type=float, default=None, help="the learning rate")
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seeds the split, initialization and shuffling (default: 0, or "
+        "with --resume the checkpoint's)",
+    )
     train.add_argument(
         "--metrics",
         type=lambda s: [m for m in s.split(",") if m],
@@ -240,15 +541,29 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated metric names (default: accuracy)",
     )
     train.add_argument("--output", metavar="FILE", help="save the trained model")
+    train.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="save a checkpoint after every epoch; FILE may hold {epoch}",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue the run that saved CKPT, with the same data and options",
+    )
     train.add_argument("--json", action="store_true", help="print scores as JSON")
     train.set_defaults(run=_cmd_train)
+    _add_model_file_commands(commands)
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true")
     plugins.add_argument(
-        "--verbose", action="store_true", help="show modules and hooks"
+        "--verbose",
+        action="store_true",
+        help="show modules, hooks, hook order and where each name comes from",
     )
     plugins.set_defaults(run=_cmd_plugins)
+    _add_plugin_commands(commands)
     for kind in ("layer", "loss", "optimizer", "metric", "dataset"):
         sub = commands.add_parser(
             f"{kind}s" if kind != "loss" else "losses", help=f"list registered {kind}s"

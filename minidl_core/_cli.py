@@ -565,9 +565,8 @@ def _parser() -> argparse.ArgumentParser:
     plugins.set_defaults(run=_cmd_plugins)
     _add_plugin_commands(commands)
     for kind in ("layer", "loss", "optimizer", "metric", "dataset"):
-        sub = commands.add_parser(
-            f"{kind}s" if kind != "loss" else "losses", help=f"list registered {kind}s"
-        )
+        plural = "losses" if kind == "loss" else f"{kind}s"
+        sub = commands.add_parser(plural, help=f"list registered {plural}")
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=lambda args, kind=kind: _cmd_list(kind, args))
     return parser

@@ -25,7 +25,8 @@ import numpy as np
 from minidl_core._callbacks import Callback
 from minidl_core._errors import ModelFileError
 from minidl_core._layer import Params
-from minidl_core._serialization import _Invalid, _match_params, _Reader, write_model
+from minidl_core._model_file import _Invalid, _Reader
+from minidl_core._serialization import _match_params, write_model
 
 if TYPE_CHECKING:
     from minidl_core._model import Model

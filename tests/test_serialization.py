@@ -34,7 +34,7 @@ from minidl_core import (
     load_model,
     save_model,
 )
-from minidl_core import _serialization as serialization
+from minidl_core import _model_file as model_file
 from minidl_core._cli import main
 from minidl_core.layers import Dense, Dropout, InputLayer, Relu
 
@@ -488,7 +488,7 @@ def test_failed_save_leaves_the_previous_file(
     old = _mlp(seed=1)
     save_model(old, path)
     expected = old.predict(x)
-    real = serialization._write_array
+    real = model_file._write_array
 
     def failing(archive: zipfile.ZipFile, member: str, array: np.ndarray) -> None:
         if member == "params/1.npy":
@@ -497,7 +497,7 @@ def test_failed_save_leaves_the_previous_file(
             raise OSError("disk full")
         real(archive, member, array)
 
-    monkeypatch.setattr(serialization, "_write_array", failing)
+    monkeypatch.setattr(model_file, "_write_array", failing)
     new = _mlp(seed=2)
     new.fit(x, y, loss="mse", epochs=1, verbose=0)
     with pytest.raises(OSError, match="disk full"):

@@ -7,6 +7,9 @@ optimizer, metric and dataset comes from a plugin discovered through the
 plugin of the ``minidl`` distribution.
 """
 
+# The registry's namespaces, so `minidl_core.layers.Dense` works after a
+# plain `import minidl_core`.
+from minidl_core import layers, losses
 from minidl_core._callbacks import (
     Callback,
     EarlyStopping,
@@ -92,9 +95,11 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "hookspec",
+    "layers",
     "list_names",
     "load_model",
     "load_spec",
+    "losses",
     "model_from_spec",
     "predict",
     "register_plugin",

@@ -29,12 +29,14 @@ class History:
         epochs: The epoch numbers completed (0-based).
         stopped_early: Whether a callback stopped training.
         stop_reason: Why training stopped before its last epoch, if it did.
+        diverged: Whether it stopped because the loss became NaN or inf.
     """
 
     history: dict[str, list[float]] = field(default_factory=dict)
     epochs: list[int] = field(default_factory=list)
     stopped_early: bool = False
     stop_reason: str = ""
+    diverged: bool = False
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         """Record one epoch's logs."""

@@ -30,6 +30,10 @@ def get_entry(kind: str, name: str) -> Entry:
             close matches and the installed plugins.
         DuplicateNameError: Two plugins registered ``name``.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{kind} name must be a str, got {type(name).__name__}: {name!r}"
+        )
     registry = get_registry()
     if registry.find(kind, name) is None and refresh_if_installed():
         registry = get_registry()
@@ -61,6 +65,10 @@ def get_metric(name: str) -> Any:
 
     Every loss is usable as a metric under its own name.
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"metric name must be a str, got {type(name).__name__}: {name!r}"
+        )
     registry = get_registry()
     entry = registry.find("metric", name)
     if entry is None:

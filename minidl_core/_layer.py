@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +85,9 @@ class Layer(Configurable):
         self.input_layer = input_layer
         self.Trainable = Trainable
         self.name = name
+        #: This layer's current parameters, kept in step by the model that
+        #: holds it; empty until that model is built.
+        self.params: Params = {}
 
     # The contract a subclass fills in.
 
@@ -178,24 +182,44 @@ class Layer(Configurable):
             kwargs["training"] = training
         return self(x, params, **kwargs)
 
-    def set_trainables(self, params: Params, trainables: Params) -> Params:
-        """Add this layer's parameters to ``trainables`` if it is trainable.
+    def set_trainables(
+        self, params: Params | None = None, trainables: Params | None = None
+    ) -> Params:
+        """Adds trainable parameters to the model parameters if the layer is trainable.
 
         Args:
-            params: The model's parameters, keyed by layer name.
-            trainables: The model's trainable parameters, updated in place.
+            params: Parameters keyed by layer name; by default this layer's
+                own, ``{self.name: self.params}``.
+            trainables: The dict of trainable parameters to add to, updated in
+                place; by default a new one.
 
         Returns:
-            ``trainables``.
+            ``trainables``: with this layer's parameters under its name if it
+            is trainable and has parameters, else unchanged.
         """
-        if self.Trainable and self.name in params:
-            trainables[self.name] = params[self.name]
+        name = self.name or snake_case(type(self).__name__)
+        if params is None:
+            params = {name: self.params}
+        if trainables is None:
+            trainables = {}
+        if self.Trainable and params.get(name):
+            trainables[name] = params[name]
         return trainables
 
-    def display(self) -> str:
-        """Describe the layer: its type, name and whether it trains."""
+    def describe(self) -> str:
+        """One line naming the layer's type, name and whether it trains."""
         state = "trainable" if self.Trainable else "frozen"
         return f"{type(self).__name__} '{self.name or '?'}' ({state})"
+
+    def display(self, file: IO[str] | None = None) -> str:
+        """Displays the type of layer: prints :meth:`describe` and returns it.
+
+        The one method of the library that prints, because printing is what
+        it is for. ``file`` defaults to standard output.
+        """
+        text = self.describe()
+        print(text, file=file if file is not None else sys.stdout)
+        return text
 
     def __repr__(self) -> str:
         try:

@@ -90,7 +90,7 @@ class Model:
             self._input_shape = _as_shape(input_shape, "input_shape")
         elif declared is not None:
             self._input_shape = tuple(declared)
-        self.params: Params | None = None
+        self._params: Params | None = None
         self.shapes: dict[str, Shape] = {}
         self.history: Any = None
         self.stop_training = False
@@ -124,6 +124,17 @@ class Model:
                 taken[candidate] = layer
 
     # Building.
+
+    @property
+    def params(self) -> Params | None:
+        """Parameters keyed by layer name; ``None`` until built."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Params | None) -> None:
+        self._params = params
+        for layer in self.layers:
+            layer.params = (params or {}).get(layer.name or "", {})
 
     @property
     def built(self) -> bool:
@@ -397,6 +408,12 @@ class Sequential(Model):
                     f"Sequential: layers[{i}] must be a Layer, got "
                     f"{type(layer).__name__}: {layer!r}"
                 )
+        if layers[0].input_layer is not None:
+            raise ValueError(
+                f"Sequential: layers[0] ({layers[0].label}) already has an "
+                f"input_layer ({layers[0].inputs[0].label}); the first layer of "
+                "a Sequential starts the graph"
+            )
         for before, layer in itertools.pairwise(layers):
             if layer.input_layer is None:
                 layer.input_layer = before
@@ -413,7 +430,7 @@ def _as_shape(value: Sequence[int] | int, argument: str) -> Shape:
         value = (int(value),)
     try:
         shape = tuple(int(v) for v in value)
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(
             f"{argument}: expected an int or a tuple of ints, got {value!r}"
         ) from None
@@ -427,12 +444,22 @@ def _as_float_array(x: Any, argument: str) -> np.ndarray:
         array = np.asarray(x)
     except Exception as error:
         raise TypeError(f"{argument}: cannot be read as an array: {error}") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    if (
+        array.dtype == object
+        or np.issubdtype(array.dtype, np.complexfloating)
+        or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool)
     ):
         raise TypeError(
-            f"{argument}: expected numeric data, got an array of dtype {array.dtype}"
+            f"{argument}: expected real numbers, got an array of dtype {array.dtype}"
         )
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4:
+        finite = np.abs(array[np.isfinite(array)])
+        limit = float(np.finfo(np.float32).max)
+        if finite.size and float(finite.max()) > limit:
+            raise ValueError(
+                f"{argument}: holds values up to {float(finite.max()):.3g}, "
+                f"beyond float32's range of {limit:.3g}; rescale the data"
+            )
     return array.astype(np.float32, copy=False)
 
 

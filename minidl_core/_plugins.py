@@ -1,10 +1,11 @@
 """Finding, loading and isolating plugins.
 
 Plugins are the modules named by entry points of the ``minidl`` group. They
-are loaded lazily, the first time a catalogue is needed, one at a time: a
-plugin that fails to import, fails validation or whose hook raises is skipped
-with a :class:`~minidl_core.PluginLoadWarning` naming its distribution, and
-every other plugin keeps working.
+are loaded lazily, the first time a catalogue is needed, one at a time. A
+plugin that fails to import or to validate is skipped, and a hook that raises
+loses only that hook's contribution; either way a
+:class:`~minidl_core.PluginLoadWarning` names the distribution and the cause,
+and every other plugin keeps working.
 
 Environment variables, read at load time:
 
@@ -20,9 +21,11 @@ Environment variables, read at load time:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -60,7 +63,8 @@ _manual: dict[str, tuple[Any, str, str]] = {}
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip() not in ("", "0")
+    value = os.environ.get(name, "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
 
 
 def _blocked_names() -> set[str]:
@@ -121,7 +125,7 @@ class _Loader:
             ) from error
         warnings.warn(
             f"minidl plugin '{info.name}' from distribution "
-            f"'{info.distribution}' was skipped: {message}",
+            f"'{info.distribution}': {message}",
             PluginLoadWarning,
             stacklevel=4,
         )
@@ -149,9 +153,14 @@ class _Loader:
                     info.blocked = True
                     continue
                 try:
-                    plugin = ep.load()
-                except Exception as error:
-                    self.problem(info, f"import failed: {_describe(error)}", error)
+                    # A plugin that prints while importing must not corrupt
+                    # output a machine reads, such as `minidl plugins --json`.
+                    with contextlib.redirect_stdout(sys.stderr):
+                        plugin = ep.load()
+                except (Exception, SystemExit) as error:
+                    self.problem(
+                        info, f"skipped, import failed: {_describe(error)}", error
+                    )
                     continue
                 self.register(plugin, info)
         for name, (plugin, dist_name, version) in _manual.items():
@@ -171,7 +180,7 @@ class _Loader:
             error = PluginProblem(f"plugin API {api!r}")
             self.problem(
                 info,
-                f"written for minidl plugin API {api!r}, but this minidl "
+                f"skipped, written for minidl plugin API {api!r}, but this minidl "
                 f"supports {fits}; install a version of the plugin made for "
                 f"plugin API {fits}",
                 error,
@@ -180,14 +189,14 @@ class _Loader:
         try:
             self.pm.register(plugin, name=info.name)
         except (pluggy.PluginValidationError, ValueError) as error:
-            self.problem(info, f"invalid hook implementation: {error}", error)
+            self.problem(info, f"skipped, invalid hook implementation: {error}", error)
             return
         # A misspelt hook name would otherwise be ignored without a word.
         for caller in self.pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
                 self.problem(
                     info,
-                    f"unknown hook {caller.name!r}; known hooks are "
+                    f"skipped, unknown hook {caller.name!r}; known hooks are "
                     + ", ".join(sorted(KINDS.values())),
                     PluginProblem(caller.name),
                 )
@@ -208,7 +217,10 @@ class _Loader:
                     items = _as_items(result)
                 except Exception as error:
                     self.problem(
-                        info, f"hook {hook_name} raised {_describe(error)}", error
+                        info,
+                        f"hook {hook_name} raised {_describe(error)}; nothing "
+                        "from that hook is registered",
+                        error,
                     )
                     continue
                 for name, obj in items:

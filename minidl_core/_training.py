@@ -76,9 +76,9 @@ def resolve_optimizer(
             f"{optimizer!r}"
         )
     factory = get_optimizer(optimizer)
-    bad_number = not isinstance(learning_rate, int | float) or not (
-        math.isfinite(learning_rate) and learning_rate > 0
-    )
+    bad_number = (
+        isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float)
+    ) or not (math.isfinite(learning_rate) and learning_rate > 0)
     if learning_rate is not None and not callable(learning_rate) and bad_number:
         raise ValueError(
             f"learning_rate must be a positive number or an optax "
@@ -99,6 +99,10 @@ def resolve_metrics(metrics: Iterable[Any] | None) -> dict[str, MetricFn]:
         return {}
     if isinstance(metrics, str):
         metrics = [metrics]
+    if not isinstance(metrics, Iterable):
+        raise TypeError(
+            f"metrics must be a list of names or callables, got {metrics!r}"
+        )
     resolved: dict[str, MetricFn] = {}
     for metric in metrics:
         if isinstance(metric, str):
@@ -113,6 +117,14 @@ def resolve_metrics(metrics: Iterable[Any] | None) -> dict[str, MetricFn]:
 
 
 # Checking data.
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}: {seed!r}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed!r}")
+    return int(seed)
 
 
 def _positive_int(value: Any, argument: str) -> int:
@@ -338,8 +350,9 @@ def fit(
         metrics: Names (``"accuracy"`` or any loss) or callables
             ``metric(y_true, y_pred)``.
         callbacks: :class:`Callback` objects.
-        verbose: 0 silent; 1 a progress bar (only on a terminal); 2 one log
-            line per epoch; ``"auto"`` is 1.
+        verbose: 0 silent; 1 a progress bar over the epochs, with the latest
+            loss and metrics (only when stderr is a terminal); 2 one line per
+            epoch on stderr; ``"auto"`` is 1.
         resume_from: A model file saved with its optimizer state (by
             :class:`ModelCheckpoint` or :func:`save_model` after ``fit``):
             its parameters, optimizer state and epoch count replace the
@@ -360,6 +373,20 @@ def fit(
     # Check everything before compiling anything.
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
+    if seed is not None:
+        seed = _check_seed(seed)
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if callbacks is not None and not isinstance(callbacks, Sequence):
+        raise TypeError(
+            f"callbacks must be a list of Callback objects, got {callbacks!r}"
+        )
+    if isinstance(validation_split, bool) or not isinstance(
+        validation_split, int | float
+    ):
+        raise TypeError(
+            f"validation_split must be a number in [0, 1), got {validation_split!r}"
+        )
     loss_obj = resolve_loss(loss)
     metric_fns = resolve_metrics(metrics)
     tx = resolve_optimizer(optimizer, learning_rate, optimizer_options)
@@ -450,14 +477,19 @@ def fit(
             model.params = {**frozen, **trainable}
             model.opt_state = opt_state
             if not bool(finite):
+                kept = (
+                    f"the parameters from the end of epoch {epoch} are kept"
+                    if epoch
+                    else "the initial parameters are kept"
+                )
                 model.stop_training = True
                 model.stop_reason = (
-                    f"the loss became NaN or inf in epoch {epoch}; the "
-                    f"parameters from the end of epoch {epoch - 1} are kept "
+                    f"the loss became NaN or inf in epoch {epoch + 1}; {kept} "
                     "(lower the learning rate or check the data)"
                 )
-                logger.warning("fit stopped: %s", model.stop_reason)
+                logger.info("fit stopped: %s", model.stop_reason)
                 history.stopped_early, history.stop_reason = True, model.stop_reason
+                history.diverged = True
                 break
             logs = {n: float(v) for n, v in zip(names, np.asarray(means), strict=True)}
             if val_fn is not None:
@@ -475,7 +507,9 @@ def fit(
                 callback.on_epoch_end(epoch, logs)
             if model.stop_training:
                 history.stopped_early, history.stop_reason = True, model.stop_reason
-                logger.info("fit stopped after epoch %d: %s", epoch, model.stop_reason)
+                logger.info(
+                    "fit stopped after epoch %d: %s", epoch + 1, model.stop_reason
+                )
                 break
     finally:
         if bar is not None:
@@ -577,4 +611,7 @@ def _report(
         bar.set_postfix_str(text, refresh=False)
         bar.update(1)
     elif verbose == 2:
-        logger.info("epoch %d/%d %s", epoch + 1, epochs, text)
+        # Asked for by the caller, like the bar: one line per epoch on stderr.
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"epoch {epoch + 1}/{epochs} {text}", file=sys.stderr)

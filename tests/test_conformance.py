@@ -32,6 +32,8 @@ LAYER_CASES: list[tuple[str, str, dict[str, Any], tuple[int, ...]]] = [
     ("Dropout-0.5", "Dropout", {"fraction": 0.5}, (4,)),
     ("Dropout-0", "Dropout", {"fraction": 0.0}, (4,)),
     ("Dropout-1", "Dropout", {"fraction": 1.0}, (4,)),
+    ("Reshape-to-image", "Reshape", {"target_shape": [2, 3, 1]}, (6,)),
+    ("Reshape-flatten", "Reshape", {"target_shape": [-1]}, (2, 3)),
 ]
 
 # (id, registry name, config, targets, y_pred shape)

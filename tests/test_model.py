@@ -152,11 +152,16 @@ def test_set_trainables_adds_only_trainable_layers() -> None:
     for layer in model.layers:
         layer.set_trainables(model.params, trainables)
     assert list(trainables) == ["b"]
+    # The seed's form, with no argument: the layer's own parameters.
+    assert frozen.set_trainables() == {}
+    only_b = live.set_trainables()
+    np.testing.assert_array_equal(only_b["b"]["w"], model.params["b"]["w"])
 
 
-def test_display_describes_each_layer() -> None:
+def test_display_describes_each_layer(capsys) -> None:
     model = Sequential([Dense(None, 3, 2), Relu(), Dense(units=1, Trainable=False)])
     shown = [layer.display() for layer in model.layers]
+    assert capsys.readouterr().out.splitlines() == shown
     assert shown[0] == "Dense 'dense' 3 -> 2 (trainable)"
     assert "Relu" in shown[1]
     assert shown[2].endswith("(frozen)")
@@ -222,3 +227,24 @@ def test_bad_layer_arguments_name_the_layer(make, match) -> None:
 def test_model_of_a_non_layer_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="output_layer must be a Layer"):
         Model([Dense(units=2)])
+
+
+def test_reshape_turns_rows_into_images_like_numpy() -> None:
+    from minidl_core.layers import Reshape
+
+    x = np.arange(2 * 64, dtype=np.float32).reshape(2, 64)
+    model = Sequential([InputLayer(shape=64), Reshape(target_shape=(8, 8, 1))])
+    assert model.output_shape == (8, 8, 1)
+    np.testing.assert_array_equal(model.predict(x), x.reshape(2, 8, 8, 1))
+    with pytest.raises(ShapeError, match=r"Reshape 'reshape': cannot reshape examples of shape \(64,\) \(64 values\) to \(7, 7\)"):
+        Sequential([InputLayer(shape=64), Reshape(target_shape=(7, 7))])
+    with pytest.raises(ValueError, match="at most one entry of target_shape may be -1"):
+        Reshape(target_shape=(-1, -1))
+
+
+def test_numpy_scalars_are_accepted_as_sizes() -> None:
+    y = np.array([0, 3, 1])
+    layer = Dense(units=y.max() + 1)
+    assert layer.output_shape == 4 and type(layer.output_shape) is int
+    assert InputLayer(shape=np.int64(4)).shape == (4,)
+    assert LeakyRelu(None, np.float32(0.25)).alpha == 0.25

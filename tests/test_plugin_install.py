@@ -186,3 +186,25 @@ def test_installing_the_plugin_wheel_adds_its_layers(tmp_path: Path) -> None:
         )
         assert by_name[name]["version"] == "0.1.0"
     assert by_name["Dense"]["distribution"] == "minidl"
+
+    # The README's convolutional spec trains on the digits from the CLI.
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme_spec = readme.split("```toml\n")[1].split("```")[0]
+    assert 'type = "Conv2D"' in readme_spec
+    (tmp_path / "conv.toml").write_text(readme_spec, encoding="utf-8")
+    trained = _run(
+        [
+            str(python),
+            "-m",
+            "minidl_core._cli",
+            "train",
+            "--model",
+            str(tmp_path / "conv.toml"),
+            "--epochs",
+            "3",
+            "--json",
+        ],
+        "minidl train --model conv.toml",
+        env=env,
+    )
+    assert json.loads(trained)["test"]["accuracy"] > 0.8

@@ -14,6 +14,7 @@ from minidl_builtins._layers import (
     InputLayer,
     LeakyRelu,
     Relu,
+    Reshape,
     Sigmoid,
     Softmax,
     Tanh,
@@ -43,6 +44,7 @@ __all__ = [
     "Kl_divergence",
     "LeakyRelu",
     "Relu",
+    "Reshape",
     "Sigmoid",
     "Softmax",
     "Sparse_Categorical_Crossentropy",
@@ -52,7 +54,17 @@ __all__ = [
 
 @hookimpl
 def minidl_layers():
-    return [InputLayer, Dense, Relu, Sigmoid, Tanh, Softmax, LeakyRelu, Dropout]
+    return [
+        InputLayer,
+        Dense,
+        Relu,
+        Sigmoid,
+        Tanh,
+        Softmax,
+        LeakyRelu,
+        Dropout,
+        Reshape,
+    ]
 
 
 @hookimpl

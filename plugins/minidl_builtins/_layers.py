@@ -9,6 +9,7 @@ user's mistake is reported in words before anything is traced.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "InputLayer",
     "LeakyRelu",
     "Relu",
+    "Reshape",
     "Sigmoid",
     "Softmax",
     "Tanh",
@@ -30,9 +32,15 @@ __all__ = [
 
 
 def _positive_int(value: Any, layer: str, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{layer}: {argument} must be a positive int, got {value!r}")
-    return value
+    return int(value)
+
+
+def _number(value: Any, layer: str, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{layer}: {argument} must be a number, got {value!r}")
+    return float(value)
 
 
 class InputLayer(Layer):
@@ -60,9 +68,14 @@ class InputLayer(Layer):
             )
         super().__init__(None, Trainable=False, name=name)
         if shape is not None:
-            shape = (shape,) if isinstance(shape, int) else tuple(shape)
-            for size in shape:
-                _positive_int(size, "InputLayer", "shape")
+            if isinstance(shape, numbers.Integral):
+                shape = (shape,)
+            elif not isinstance(shape, Sequence) or isinstance(shape, str):
+                raise TypeError(
+                    f"InputLayer: shape must be an int or a tuple of ints, got "
+                    f"{shape!r}"
+                )
+            shape = tuple(_positive_int(size, "InputLayer", "shape") for size in shape)
         self.shape = shape
 
     def get_config(self) -> dict[str, Any]:
@@ -80,8 +93,8 @@ class InputLayer(Layer):
         """Returns the input unchanged."""
         return x
 
-    def display(self) -> str:
-        """Displays the type of layer."""
+    def describe(self) -> str:
+        """Describes the type of layer."""
         return f"InputLayer '{self.name}' shape={self.shape}"
 
 
@@ -182,13 +195,78 @@ class Dense(Layer):
         y = x @ params["w"]
         return y + params["b"] if self.use_bias else y
 
-    def display(self) -> str:
-        """Displays information about the Dense layer."""
+    def describe(self) -> str:
+        """Describes information about the Dense layer."""
         state = "trainable" if self.Trainable else "frozen"
         return (
             f"Dense '{self.name}' {self.input_shape or '?'} -> "
             f"{self.output_shape} ({state})"
         )
+
+
+class Reshape(Layer):
+    """Gives each example a new shape with the same number of values.
+
+    Useful to turn flat rows into images, e.g. the 64 digits pixels into
+    ``(8, 8, 1)`` for a convolution layer from a plugin.
+
+    Args:
+        input_layer: The layer before.
+        target_shape: The new shape of one example (no batch axis); one entry
+            may be ``-1`` to be inferred.
+
+    Input shape: ``(batch, *input_shape)``. Output shape:
+    ``(batch, *target_shape)``.
+    """
+
+    def __init__(
+        self,
+        input_layer: Layer | None = None,
+        target_shape: Sequence[int] = (-1,),
+        *,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(input_layer, Trainable=False, name=name)
+        if isinstance(target_shape, numbers.Integral):
+            target_shape = (target_shape,)
+        if not isinstance(target_shape, Sequence) or isinstance(target_shape, str):
+            raise TypeError(
+                f"Reshape: target_shape must be a tuple of ints, got {target_shape!r}"
+            )
+        sizes = []
+        for size in target_shape:
+            if isinstance(size, numbers.Integral) and size == -1:
+                sizes.append(-1)
+            else:
+                sizes.append(_positive_int(size, "Reshape", "target_shape"))
+        if sizes.count(-1) > 1:
+            raise ValueError(
+                f"Reshape: at most one entry of target_shape may be -1, got "
+                f"{tuple(target_shape)!r}"
+            )
+        self.target_shape = tuple(sizes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"target_shape": list(self.target_shape), "name": self.name}
+
+    def check_input_shape(self, input_shape: Shape) -> None:
+        self.compute_output_shape(input_shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        total = math.prod(input_shape)
+        known = math.prod(s for s in self.target_shape if s != -1)
+        if -1 in self.target_shape and total % known == 0:
+            return tuple(total // known if s == -1 else s for s in self.target_shape)
+        if known != total or -1 in self.target_shape:
+            raise ShapeError(
+                f"{self.label}: cannot reshape examples of shape {input_shape} "
+                f"({total} values) to {self.target_shape}"
+            )
+        return self.target_shape
+
+    def __call__(self, x: jax.Array, params: Params) -> jax.Array:
+        """Reshapes each example of the batch."""
+        return x.reshape(x.shape[0], *self.target_shape)
 
 
 class _Activation(Layer):
@@ -206,8 +284,8 @@ class _Activation(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def display(self) -> str:
-        """Displays the type of activation function."""
+    def describe(self) -> str:
+        """Describes the type of activation function."""
         return f"{type(self).__name__} activation '{self.name}'"
 
 
@@ -283,8 +361,7 @@ class LeakyRelu(_Activation):
         name: str | None = None,
     ) -> None:
         super().__init__(input_layer, Trainable, name=name)
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-            raise TypeError(f"LeakyRelu: alpha must be a number, got {alpha!r}")
+        alpha = _number(alpha, "LeakyRelu", "alpha")
         if not math.isfinite(alpha) or alpha < 0:
             raise ValueError(
                 f"LeakyRelu: alpha must be a finite number >= 0, got {alpha!r}"
@@ -324,8 +401,7 @@ class Dropout(Layer):
         name: str | None = None,
     ) -> None:
         super().__init__(input_layer, Trainable, name=name)
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-            raise TypeError(f"Dropout: fraction must be a number, got {fraction!r}")
+        fraction = _number(fraction, "Dropout", "fraction")
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"Dropout: fraction must be in [0, 1], got {fraction!r}")
         self.fraction = float(fraction)
@@ -355,6 +431,6 @@ class Dropout(Layer):
         mask = jax.random.bernoulli(key, keep, x.shape)
         return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
-    def display(self) -> str:
-        """Displays information about the Dropout layer."""
+    def describe(self) -> str:
+        """Describes information about the Dropout layer."""
         return f"Dropout '{self.name}' fraction={self.fraction}"

@@ -6,7 +6,9 @@ import argparse
 import inspect
 import json
 import logging
+import math
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -41,53 +43,114 @@ def _out(text: str = "") -> None:
 # minidl train
 
 
-def _default_model(num_classes: int | None, seed: int) -> tuple[Any, Any]:
-    from minidl_core import Sequential
-    from minidl_core.layers import Dense, Relu
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Refuse bad options and unknown names before any data is read."""
+    from minidl_core import get_entry, get_metric
 
-    outputs = num_classes if num_classes else 1
-    model = Sequential(
-        [Dense(units=128), Relu(), Dense(units=128), Relu(), Dense(units=outputs)],
-        name="mlp",
-        seed=seed,
-    )
-    if num_classes:
-        from minidl_core.losses import SparseCategoricalCrossentropy
+    if args.data is not None and not args.data.strip():
+        raise ValueError("--data needs a file name, got an empty string")
+    if args.data is None and args.target is not None:
+        raise ValueError("--target names a column of a --data file; give --data")
+    if args.data is None and args.task != "auto":
+        raise ValueError(f"--task {args.task} applies to a --data file only")
+    for flag, number in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if number < 1:
+            raise ValueError(f"{flag} must be a positive int, got {number}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive, finite number, got {args.lr}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be from 0 to 2**32 - 1, got {args.seed}")
 
-        return model, SparseCategoricalCrossentropy(from_logits=True)
-    from minidl_core.losses import MSE
+    if not args.data:
+        get_entry("dataset", args.dataset)
+    get_entry("optimizer", args.optimizer)
+    if args.loss:
+        get_entry("loss", args.loss)
+    for name in args.metrics or []:
+        get_metric(name)
 
-    return model, MSE()
 
-
-def _load_data(args: argparse.Namespace) -> Any:
+def _load_data(args: argparse.Namespace) -> tuple[Any, str]:
+    """The dataset, and for a data file a line saying which task it trains."""
     from minidl_core import Dataset, get_dataset
-    from minidl_core._data import load_table, split_train_test
+    from minidl_core._data import infer_task, load_table, split_train_test
 
     if args.data:
         x, y = load_table(args.data, args.target)
+        y, classes = infer_task(y, args.task)
         x_train, y_train, x_test, y_test = split_train_test(x, y, seed=args.seed)
-        classes = int(y.max()) + 1 if np.issubdtype(y.dtype, np.integer) else None
-        if classes is None:
-            y_train, y_test = y_train.reshape(-1, 1), y_test.reshape(-1, 1)
-        return Dataset(str(args.data), x_train, y_train, x_test, y_test, classes)
+        data = Dataset(args.data, x_train, y_train, x_test, y_test, classes)
+        task, other = "regression", "classify"
+        if classes:
+            task, other = f"classification with {classes} classes", "regress"
+        change = f" (--task {other} to change)" if args.task == "auto" else ""
+        return data, f"task: {task}{change}"
     dataset = get_dataset(args.dataset)()
     if not isinstance(dataset, Dataset):
         raise TypeError(
             f"dataset {args.dataset!r}: its loader returned "
             f"{type(dataset).__name__}, expected a minidl_core.Dataset"
         )
-    return dataset
+    return dataset, ""
+
+
+def _default_model(data: Any, seed: int) -> tuple[Any, Any]:
+    """An MLP for ``data`` and its loss; when classifying it outputs logits."""
+    from minidl_core import Sequential
+    from minidl_core.layers import Dense, Relu
+    from minidl_core.losses import MSE, SparseCategoricalCrossentropy
+
+    y = data.y_train
+    outputs = data.num_classes or (y.shape[1] if y.ndim == 2 else 1)
+    model = Sequential(
+        [Dense(units=128), Relu(), Dense(units=128), Relu(), Dense(units=outputs)],
+        name="mlp",
+        seed=seed,
+    )
+    if data.num_classes:
+        return model, SparseCategoricalCrossentropy(from_logits=True)
+    return model, MSE()
+
+
+def _loss_for(cls: Any, logits: bool) -> Any:
+    """An instance of the loss class ``cls``, reading logits if it can."""
+    if logits and "from_logits" in inspect.signature(cls).parameters:
+        return cls(from_logits=True)
+    return cls()
+
+
+def _metrics_for(names: list[str], logits: bool) -> list[Any]:
+    """The metrics to pass to fit; a loss named as a metric reads logits too."""
+    from minidl_core import Loss, get_metric
+
+    metrics: list[Any] = []
+    for name in names:
+        metric = get_metric(name)
+        if not isinstance(metric, Loss):
+            metrics.append(name)
+            continue
+        loss = _loss_for(type(metric), logits)
+
+        # Logs and the saved model keep the name as it was typed.
+        def named(y_true: Any, y_pred: Any, loss: Any = loss) -> Any:
+            return loss(y_true, y_pred)
+
+        named.__name__ = name
+        metrics.append(named)
+    return metrics
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from minidl_core import LambdaCallback
+    from minidl_core import LambdaCallback, get_loss
     from minidl_core._spec import model_from_spec
 
+    _check_train_options(args)
     if args.seed is None:
         args.seed = _resume_seed(args.resume)
-    data = _load_data(args)
-    model, loss = _default_model(data.num_classes, args.seed)
+    data, task = _load_data(args)
+
+    # The model and its loss: a spec, the resumed run's, or an MLP.
+    model, loss = _default_model(data, args.seed)
     if args.model:
         model, spec_loss = model_from_spec(args.model, seed=args.seed)
         loss = spec_loss or loss
@@ -96,17 +159,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         model = load_model(args.resume)
         loss = model.loss or loss
+    # The default model ends in a Dense layer, so its outputs are logits.
     if args.loss:
-        from minidl_core import get_loss
+        loss = _loss_for(get_loss(args.loss), logits=not args.model)
+    logits = not args.model or getattr(loss, "from_logits", False) is True
+    names = args.metrics
+    if names is None:
+        names = ["accuracy"] if data.num_classes else []
+    metrics = _metrics_for(names, logits)
 
-        loss_cls = get_loss(args.loss)
-        # The default model ends in a Dense layer, so its outputs are logits.
-        takes_logits = "from_logits" in inspect.signature(loss_cls).parameters
-        logits = not args.model and takes_logits
-        loss = loss_cls(from_logits=True) if logits else loss_cls()
-    metrics = args.metrics
-    if metrics is None:
-        metrics = ["accuracy"] if data.num_classes else []
     callbacks: list[Any] = []
     if args.checkpoint:
         from minidl_core import ModelCheckpoint
@@ -123,6 +184,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"training on {data.name}: {len(data.x_train)} train / "
             f"{len(data.x_test)} test examples"
         )
+        if task:
+            _out(task)
         if args.resume:
             _out(f"resuming from {args.resume} (seed {args.seed})")
     history = model.fit(
@@ -139,29 +202,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
         verbose=0,
         resume_from=args.resume,
     )
+    if history.diverged:
+        raise RuntimeError(f"training stopped: {history.stop_reason}")
+
     scores = model.evaluate(data.x_test, data.y_test)
     if args.output:
         from minidl_core._serialization import save_model
 
         save_model(model, args.output)
     if args.json:
-        _out(
-            json.dumps(
-                {
-                    "dataset": data.name,
-                    "epochs": len(history.epochs),
-                    "train": history.last(),
-                    "test": scores,
-                    "stopped_early": history.stopped_early,
-                    "stop_reason": history.stop_reason,
-                    "output": args.output,
-                },
-                indent=2,
-            )
-        )
+        report = {
+            "dataset": data.name,
+            "task": "classification" if data.num_classes else "regression",
+            "classes": data.num_classes,
+            "epochs": len(history.epochs),
+            "train": history.last(),
+            "test": scores,
+            "stopped_early": history.stopped_early,
+            "stop_reason": history.stop_reason,
+            "output": args.output,
+        }
+        _out(json.dumps(report, indent=2))
         return 0
     if history.stopped_early:
-        _out(f"stopped early: {history.stop_reason}")
+        print(f"minidl: stopped early: {history.stop_reason}", file=sys.stderr)
     for name, value in scores.items():
         _out(f"test {name}: {value:.4f}")
     if args.output:
@@ -182,55 +246,6 @@ def _resume_seed(resume: str | None) -> int:
 # minidl predict / inspect
 
 
-def _read_features(path: str, target: str | None) -> np.ndarray:
-    """Features from a CSV (header row) or NPZ file, without the target."""
-    import csv
-    from pathlib import Path
-
-    from minidl_core._data import load_table
-
-    suffix = Path(path).suffix.lower()
-    if target and (suffix != ".npz" or "," in target):
-        return load_table(path, target)[0]
-    if suffix == ".npz":
-        name = target or "x"
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if name not in archive.files:
-                    raise KeyError(name)
-                return np.asarray(archive[name])
-        except KeyError:
-            raise ValueError(
-                f"data file {path!r}: no array named {name!r}; name the features "
-                "array with --target"
-            ) from None
-        except Exception as error:
-            raise ValueError(
-                f"data file {path!r} is not a readable NPZ: {error}"
-            ) from None
-    if suffix not in (".csv", ".txt"):
-        raise ValueError(f"data file {path!r}: expected a .csv or .npz file")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    if len(rows) < 2:
-        raise ValueError(f"data file {path!r} has no data rows after its header")
-    values = []
-    for line, row in enumerate(rows[1:], start=2):
-        try:
-            values.append([float(cell) for cell in row])
-        except ValueError:
-            raise ValueError(
-                f"data file {path!r}, line {line}: every cell must be a number; "
-                "pass --target COLUMN to leave out a target column"
-            ) from None
-        if len(row) != len(rows[0]):
-            raise ValueError(
-                f"data file {path!r}, line {line}: {len(row)} cells, expected "
-                f"{len(rows[0])} like the header"
-            )
-    return np.asarray(values, np.float32)
-
-
 def _class_indices(model: Any, outputs: np.ndarray) -> list[int] | None:
     """Class indices when the model's loss says it classifies, else None."""
     from minidl_core._registry import normalize_name
@@ -245,10 +260,11 @@ def _class_indices(model: Any, outputs: np.ndarray) -> list[int] | None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from minidl_core._data import load_features
     from minidl_core._serialization import load_model
 
     model = load_model(args.model)
-    outputs = model.predict(_read_features(args.data, args.target))
+    outputs = model.predict(load_features(args.data, args.target))
     classes = _class_indices(model, outputs)
     if args.json:
         result = {"model": args.model, "predictions": outputs.tolist()}
@@ -501,7 +517,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=TRAIN_EXAMPLE,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log details; after an error, print its traceback",
+    )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser(
@@ -517,6 +539,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", default="digits", help="a registered dataset")
     source.add_argument("--data", metavar="FILE", help="a .csv or .npz file")
     train.add_argument("--target", help="the CSV target column (NPZ: 'x_name,y_name')")
+    train.add_argument(
+        "--task",
+        choices=("auto", "classify", "regress"),
+        default="auto",
+        help="for --data: classify (targets are class labels), regress, or auto "
+        "(default): classify when every target is a whole number from 0 to 255",
+    )
     train.add_argument("--model", metavar="SPEC.toml", help="a model spec file")
     train.add_argument(
         "--loss",
@@ -536,9 +565,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--metrics",
-        type=lambda s: [m for m in s.split(",") if m],
+        type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
         default=None,
-        help="comma-separated metric names (default: accuracy)",
+        help="comma-separated metric or loss names (default: accuracy when "
+        "classifying)",
     )
     train.add_argument("--output", metavar="FILE", help="save the trained model")
     train.add_argument(
@@ -557,9 +587,12 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true")
+    # SUPPRESS: left out, it keeps the value of minidl's own -v.
     plugins.add_argument(
+        "-v",
         "--verbose",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="show modules, hooks, hook order and where each name comes from",
     )
     plugins.set_defaults(run=_cmd_plugins)
@@ -570,6 +603,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=lambda args, kind=kind: _cmd_list(kind, args))
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"minidl {version('minidl')}"
+    except PackageNotFoundError:
+        return "minidl (version unknown: the distribution is not installed)"
+
+
+def _show_warning(message: Warning | str, *where: Any, **more: Any) -> None:
+    """Show a warning as one line, without the source line that raised it."""
+    print(f"minidl: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -583,26 +630,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if (
-        args.command == "train"
-        and args.data
-        and not args.target
-        and (str(args.data).lower().endswith(".csv"))
-    ):
-        parser.error("train: --data FILE.csv needs --target COLUMN")
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        print("minidl: interrupted", file=sys.stderr)
-        return 130
-    except _EXPECTED_ERRORS as error:
-        message = (
-            str(error.args[0])
-            if isinstance(error, KeyError) and error.args
-            else str(error)
-        )
-        print(f"minidl: error: {message}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.run(args))
+        except KeyboardInterrupt:
+            print("minidl: interrupted", file=sys.stderr)
+            return 130
+        except _EXPECTED_ERRORS as error:
+            # KeyError quotes its message; show it as written.
+            keyed = isinstance(error, KeyError) and error.args
+            message = str(error.args[0]) if keyed else str(error)
+            print(f"minidl: error: {message}", file=sys.stderr)
+            if args.verbose:
+                traceback.print_exc()
+            return 1
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ class SpecError(MinidlError, ValueError):
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read a spec TOML file into a dict, with a clear error if unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"model spec {str(path)!r} is a folder, expected a .toml file"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"model spec {str(path)!r} does not exist")
     try:
@@ -63,8 +67,10 @@ def model_from_spec(
     """Build the model (and loss, if the spec has one) a spec describes.
 
     Raises:
-        SpecError: A missing ``type``, an option the layer does not take or
-            a required one left out; the message names ``layers[i]``.
+        SpecError: ``[model]`` is not a table or its ``requires`` not a list
+            of strings; a missing ``type`` or one that is not a string, an
+            option the layer does not take or a required one left out; the
+            message names ``[model]`` or ``layers[i]``.
         UnknownNameError: A layer type no installed plugin provides; the
             message lists close matches, the installed plugins and the
             packages the spec says it requires.
@@ -72,7 +78,16 @@ def model_from_spec(
     if not isinstance(spec, dict):
         spec = load_spec(spec)
     meta = spec.get("model", {})
+    if not isinstance(meta, dict):
+        raise SpecError(
+            f"model spec: [model] must be a table, got {type(meta).__name__} {meta!r}"
+        )
     requires = meta.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise SpecError(
+            "model spec [model]: requires must be a list of strings such as "
+            f'["minidl-conv>=0.1"], got {requires!r}'
+        )
     unknown_keys = sorted(set(spec) - {"model", "layers", "loss"})
     if unknown_keys:
         raise SpecError(
@@ -100,9 +115,17 @@ def model_from_spec(
 def _build(table: Any, kind: str, where: str, requires: list[str]) -> Any:
     if not isinstance(table, dict) or "type" not in table:
         raise SpecError(f"model spec {where}: needs a 'type' key naming the {kind}")
+    name = table["type"]
+    if not isinstance(name, str):
+        raise SpecError(
+            f"model spec {where}: type must be a string naming the {kind}, got "
+            f"{type(name).__name__} {name!r}"
+        )
     options = {k: v for k, v in table.items() if k != "type"}
     try:
-        cls = get_entry(kind, table["type"]).obj
+        cls = get_entry(kind, name).obj
+    except TypeError as error:
+        raise SpecError(f"model spec {where}: {error}") from None
     except UnknownNameError as error:
         hint = ""
         if requires:
@@ -113,4 +136,4 @@ def _build(table: Any, kind: str, where: str, requires: list[str]) -> Any:
     try:
         return cls.from_config(options)
     except (TypeError, ValueError) as error:
-        raise SpecError(f"model spec {where} ({table['type']}): {error}") from None
+        raise SpecError(f"model spec {where} ({name}): {error}") from None

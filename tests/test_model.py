@@ -236,7 +236,10 @@ def test_reshape_turns_rows_into_images_like_numpy() -> None:
     model = Sequential([InputLayer(shape=64), Reshape(target_shape=(8, 8, 1))])
     assert model.output_shape == (8, 8, 1)
     np.testing.assert_array_equal(model.predict(x), x.reshape(2, 8, 8, 1))
-    with pytest.raises(ShapeError, match=r"Reshape 'reshape': cannot reshape examples of shape \(64,\) \(64 values\) to \(7, 7\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"Reshape 'reshape': cannot reshape examples of shape \(64,\) \(64 values\) to \(7, 7\)",
+    ):
         Sequential([InputLayer(shape=64), Reshape(target_shape=(7, 7))])
     with pytest.raises(ValueError, match="at most one entry of target_shape may be -1"):
         Reshape(target_shape=(-1, -1))

@@ -299,16 +299,35 @@ def test_predict_pads_its_last_batch_without_changing_results() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"seed": 2**32}, ValueError, r"seed must be in \[0, 2\*\*32\), got 4294967296"),
+        (
+            {"seed": 2**32},
+            ValueError,
+            r"seed must be in \[0, 2\*\*32\), got 4294967296",
+        ),
         ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*32\), got -1"),
         ({"seed": 1.5}, TypeError, r"seed must be an int, got float: 1.5"),
-        ({"metrics": 5}, TypeError, r"metrics must be a list of names or callables, got 5"),
+        (
+            {"metrics": 5},
+            TypeError,
+            r"metrics must be a list of names or callables, got 5",
+        ),
         ({"validation_split": "a"}, TypeError, r"validation_split must be a number"),
-        ({"learning_rate": True}, ValueError, r"learning_rate must be a positive number"),
+        (
+            {"learning_rate": True},
+            ValueError,
+            r"learning_rate must be a positive number",
+        ),
         ({"callbacks": 3}, TypeError, r"callbacks must be a list of Callback objects"),
     ],
-    ids=["seed-big", "seed-negative", "seed-float", "metrics-int", "split-str",
-         "lr-bool", "callbacks-int"],
+    ids=[
+        "seed-big",
+        "seed-negative",
+        "seed-float",
+        "metrics-int",
+        "split-str",
+        "lr-bool",
+        "callbacks-int",
+    ],
 )
 def test_bad_options_name_the_argument(options, error, match) -> None:
     x, y = data()
@@ -320,7 +339,11 @@ def test_a_single_callback_needs_no_list() -> None:
     x, y = data()
     seen: list[int] = []
     classifier().fit(
-        x, y, loss=scce(), epochs=2, verbose=0,
+        x,
+        y,
+        loss=scce(),
+        epochs=2,
+        verbose=0,
         callbacks=LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e)),
     )
     assert seen == [0, 1]
@@ -329,8 +352,16 @@ def test_a_single_callback_needs_no_list() -> None:
 @pytest.mark.parametrize(
     ("x", "error", "match"),
     [
-        (np.ones((4, 5), np.complex64), TypeError, r"x: expected real numbers, got an array of dtype complex64"),
-        (np.full((4, 5), 1e300), ValueError, r"x: holds values up to 1e\+300, beyond float32's range"),
+        (
+            np.ones((4, 5), np.complex64),
+            TypeError,
+            r"x: expected real numbers, got an array of dtype complex64",
+        ),
+        (
+            np.full((4, 5), 1e300),
+            ValueError,
+            r"x: holds values up to 1e\+300, beyond float32's range",
+        ),
         (np.array([["a"] * 5] * 4), TypeError, r"x: expected real numbers"),
     ],
     ids=["complex", "too-large", "strings"],
@@ -343,7 +374,10 @@ def test_features_that_are_not_float32_numbers_are_refused(x, error, match) -> N
 def test_a_layer_reused_as_the_first_of_a_second_sequential_is_an_error() -> None:
     layers = [Dense(units=4), Relu(), Dense(units=2)]
     Sequential(layers, input_shape=3)
-    with pytest.raises(ValueError, match=r"layers\[0\] \(Relu 'relu'\) already has an input_layer \(Dense 'dense'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"layers\[0\] \(Relu 'relu'\) already has an input_layer \(Dense 'dense'\)",
+    ):
         Sequential(layers[1:])
 
 
@@ -354,8 +388,12 @@ def test_divergence_in_the_first_epoch_keeps_the_initial_parameters() -> None:
     initial = jax.tree.map(np.copy, model.params)
     history = model.fit(x, y, loss="mse", epochs=3, verbose=0)
     assert history.diverged
-    assert "NaN or inf in epoch 1; the initial parameters are kept" in history.stop_reason
-    for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(initial), strict=True):
+    assert (
+        "NaN or inf in epoch 1; the initial parameters are kept" in history.stop_reason
+    )
+    for a, b in zip(
+        jax.tree.leaves(model.params), jax.tree.leaves(initial), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), b)
     # The layers see the model's parameters, as set_trainables reports them.
     np.testing.assert_array_equal(model.layers[1].params["w"], initial["dense"]["w"])

@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import sys
 import traceback
 import warnings
@@ -637,6 +638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("minidl: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # The reader went away (`minidl layers | head`): stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except _EXPECTED_ERRORS as error:
             # KeyError quotes its message; show it as written.
             keyed = isinstance(error, KeyError) and error.args

@@ -1,5 +1,6 @@
 """``minidl plugin new`` gives a project that builds, installs and passes its
-own tests with no edit, and every command of the plugin guide runs.
+own tests with no edit, and every command of CONTRIBUTING.md's plugin
+walkthrough runs.
 
 Both tests work in a fresh virtual environment that sees this environment's
 packages (jax, minidl, pytest) through a ``.pth`` file, so nothing heavy is
@@ -21,7 +22,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugin-guide.md"
+GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 NOT_RUN = "# not run:"
 HAVE_HATCHLING = importlib.util.find_spec("hatchling") is not None
 

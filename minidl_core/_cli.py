@@ -137,6 +137,7 @@ def _metrics_for(names: list[str], logits: bool) -> list[Any]:
             return loss(y_true, y_pred)
 
         named.__name__ = name
+        named.per_sample = loss.per_sample  # type: ignore[attr-defined]
         metrics.append(named)
     return metrics
 

@@ -198,6 +198,18 @@ class _Plan:
         return self.n % self.batch_size
 
 
+def _per_example(fn: Any) -> MetricFn | None:
+    """``fn``'s per-example form, or ``None`` if it only gives a batch mean."""
+    if isinstance(fn, Loss):
+        cls = type(fn)
+        overridden = cls.per_sample is not Loss.per_sample
+        if overridden and cls.__call__ is Loss.__call__:
+            return fn.per_sample
+        return None
+    per = getattr(fn, "per_sample", None)
+    return per if callable(per) else None
+
+
 def _make_epoch_fn(
     model: Model,
     loss: Loss,
@@ -205,13 +217,37 @@ def _make_epoch_fn(
     tx: optax.GradientTransformation,
     plan: _Plan,
 ) -> Callable[..., Any]:
+    """One compiled epoch: a scan over batches of the epoch's permutation.
+
+    When the rows do not fill the last batch and the loss and every metric
+    have a per-example form, the last batch is filled with repeated rows of
+    weight 0, so one step body serves every batch and compiles once.
+    Otherwise the short last batch runs as a second step body.
+    """
     names = list(metrics)
+    per_loss = _per_example(loss)
+    per_metrics = [_per_example(metrics[m]) for m in names]
+    weighted = (
+        bool(plan.remainder)
+        and per_loss is not None
+        and all(m is not None for m in per_metrics)
+    )
 
     def loss_fn(
-        trainable: Any, frozen: Any, xb: jax.Array, yb: jax.Array, key: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
+        trainable: Any,
+        frozen: Any,
+        xb: jax.Array,
+        yb: jax.Array,
+        wb: jax.Array | None,
+        key: jax.Array,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         pred = model.apply({**frozen, **trainable}, xb, key=key, training=True)
-        return loss(yb, pred), pred
+        if wb is None:
+            value = loss(yb, pred)
+            return value, (pred, value * len(xb))
+        assert per_loss is not None
+        total = jnp.sum(per_loss(yb, pred) * wb)
+        return total / jnp.sum(wb), (pred, total)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -220,14 +256,19 @@ def _make_epoch_fn(
         frozen: Any,
         xb: jax.Array,
         yb: jax.Array,
+        wb: jax.Array | None,
         key: jax.Array,
     ) -> tuple[tuple[Any, Any], jax.Array]:
+        """One update; returns the batch's summed loss and metrics."""
         trainable, opt_state = state
-        (value, pred), grads = grad_fn(trainable, frozen, xb, yb, key)
+        (_, (pred, loss_sum)), grads = grad_fn(trainable, frozen, xb, yb, wb, key)
         updates, opt_state = tx.update(grads, opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
-        stats = jnp.stack([value, *(metrics[m](yb, pred) for m in names)])
-        return (trainable, opt_state), stats
+        if wb is None:
+            sums = [metrics[m](yb, pred) * len(xb) for m in names]
+        else:
+            sums = [jnp.sum(m(yb, pred) * wb) for m in per_metrics if m is not None]
+        return (trainable, opt_state), jnp.stack([loss_sum, *sums])
 
     def epoch(
         trainable: Any,
@@ -245,32 +286,38 @@ def _make_epoch_fn(
             order = jax.random.permutation(order_key, plan.n)
         else:
             order = jnp.arange(plan.n)
-        full = plan.full_batches * plan.batch_size
-        batches = order[:full].reshape(plan.full_batches, plan.batch_size)
+        steps = plan.full_batches + (1 if weighted else 0)
+        size = steps * plan.batch_size
+        if weighted:
+            order = jnp.concatenate([order, order[: size - plan.n]])
+        batches = order[:size].reshape(steps, plan.batch_size)
+        weights = (jnp.arange(size) < plan.n).astype(jnp.float32)
+        weights = weights.reshape(steps, plan.batch_size)
 
         def body(
-            state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array]
+            state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array, jax.Array]
         ) -> tuple[tuple[Any, Any], jax.Array]:
-            i, ids = inputs
-            return step(state, frozen, x[ids], y[ids], jax.random.fold_in(step_key, i))
-
-        start = (trainable, opt_state)
-        state, stats = jax.lax.scan(
-            body, start, (jnp.arange(plan.full_batches), batches)
-        )
-        totals = stats.sum(axis=0) * plan.batch_size
-        if plan.remainder:
-            ids = order[full:]
-            state, last = step(
+            i, ids, wb = inputs
+            return step(
                 state,
                 frozen,
                 x[ids],
                 y[ids],
-                jax.random.fold_in(step_key, plan.full_batches),
+                wb if weighted else None,
+                jax.random.fold_in(step_key, i),
             )
-            totals = totals + last * plan.remainder
+
+        state, stats = jax.lax.scan(
+            body, (trainable, opt_state), (jnp.arange(steps), batches, weights)
+        )
+        totals = stats.sum(axis=0)
+        if plan.remainder and not weighted:
+            ids = order[size:]
+            state, last = step(
+                state, frozen, x[ids], y[ids], None, jax.random.fold_in(step_key, steps)
+            )
+            totals = totals + last
         means = totals / plan.n
-        # A loss that turned NaN or inf keeps the epoch's starting parameters.
         return state[0], state[1], means, jnp.isfinite(means[0])
 
     # No buffer donation: fit keeps the epoch's inputs, the last good state,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from minidl_core import (
     EarlyStopping,
     LambdaCallback,
+    Loss,
     Sequential,
     ShapeError,
     UnknownNameError,
@@ -399,3 +401,28 @@ def test_divergence_in_the_first_epoch_keeps_the_initial_parameters() -> None:
         np.testing.assert_array_equal(np.asarray(a), b)
     # The layers see the model's parameters, as set_trainables reports them.
     np.testing.assert_array_equal(model.layers[1].params["w"], initial["dense"]["w"])
+
+
+class MeanOnlyMSE(Loss):
+    """A loss that gives only a batch mean, so fit cannot weight padded rows."""
+
+    def __call__(self, y_true, y_pred):
+        return jnp.mean((y_true - y_pred) ** 2)
+
+
+@pytest.mark.parametrize(
+    "loss", [MeanOnlyMSE(), "mse"], ids=["batch-mean-only", "per-example"]
+)
+def test_a_short_last_batch_counts_each_row_once_either_way(loss) -> None:
+    # 11 rows at batch 4: 4, 4 and 3 rows. A per-example loss pads the last
+    # batch with weight-0 rows; a mean-only loss runs it as its own step.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(11, 3)).astype(np.float32)
+    y = rng.normal(size=(11, 2)).astype(np.float32)
+    model = Sequential([InputLayer(shape=3), Dense(units=2)])
+    history = model.fit(
+        x, y, loss=loss, optimizer=optax.set_to_zero(), batch_size=4, verbose=0
+    )
+    p = {k: np.asarray(v, np.float64) for k, v in model.params["dense"].items()}
+    expected = np.mean((y - (x @ p["w"] + p["b"])) ** 2)
+    assert history["loss"][0] == pytest.approx(expected, rel=1e-5)

@@ -138,6 +138,7 @@ def _metrics_for(names: list[str], logits: bool) -> list[Any]:
 
         named.__name__ = name
         named.per_sample = loss.per_sample  # type: ignore[attr-defined]
+        named.loss = loss  # type: ignore[attr-defined]
         metrics.append(named)
     return metrics
 

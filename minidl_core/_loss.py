@@ -57,6 +57,22 @@ class Loss(Configurable):
             "or __call__(y_true, y_pred)"
         )
 
+    def check_target_values(
+        self, y_true: np.ndarray, y_pred_shape: tuple[int, ...]
+    ) -> None:
+        """Raise ``ValueError`` for target values this loss cannot take.
+
+        ``fit`` and ``evaluate`` call it on the host, with the whole target
+        array, before compiling anything; the shapes have already been
+        checked by tracing the loss. Checks of values written inside
+        :meth:`per_sample` cannot run there, because the loss is traced, not
+        run. The default accepts any value.
+
+        Args:
+            y_true: The targets as a numpy array.
+            y_pred_shape: The shape the model's predictions will have.
+        """
+
     def check_shapes(self, y_true: Any, y_pred: Any) -> None:
         """Raise :class:`ShapeError` unless the shapes match exactly."""
         true_shape, pred_shape = tuple(np.shape(y_true)), tuple(np.shape(y_pred))

@@ -162,16 +162,21 @@ def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
 def _check_targets(
     model: Model, loss: Loss, metrics: dict[str, MetricFn], y: np.ndarray
 ) -> None:
-    """Run the loss and metrics once, eagerly, on placeholder predictions.
+    """Check ``y`` against the loss and metrics before compiling anything.
 
-    Shape mistakes and labels outside the classes surface here as the loss's
-    own clear error, before anything is compiled.
+    Shapes are checked by tracing each function abstractly on a prediction
+    of the model's output shape (nothing is computed or compiled); values,
+    such as labels outside the classes, by each loss's
+    :meth:`~minidl_core.Loss.check_target_values` on the host.
     """
-    placeholder = np.full((len(y), *model.output_shape), 0.5, np.float32)
+    prediction = jax.ShapeDtypeStruct((len(y), *model.output_shape), jnp.float32)  # type: ignore[no-untyped-call]
     checks: dict[str, MetricFn] = {"loss": loss, **metrics}
     for name, fn in checks.items():
         try:
-            fn(jnp.asarray(y), jnp.asarray(placeholder))
+            jax.eval_shape(lambda p, fn=fn: fn(y, p), prediction)
+            owner = getattr(fn, "loss", fn)
+            if isinstance(owner, Loss):
+                owner.check_target_values(y, prediction.shape)
         except (ValueError, TypeError) as error:
             label = f"loss {loss.name}" if name == "loss" else f"metric {name!r}"
             raise type(error)(

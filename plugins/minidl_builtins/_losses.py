@@ -413,6 +413,12 @@ class Sparse_Categorical_Crossentropy(Loss):
                 f"label per example, shape {allowed[0]} or {allowed[1]}"
             )
 
+    def check_target_values(
+        self, y_true: np.ndarray, y_pred_shape: tuple[int, ...]
+    ) -> None:
+        """Refuse fractional labels and labels outside ``[0, classes)``."""
+        self._check_label_values(np.asarray(y_true), y_pred_shape[-1])
+
     def _check_label_values(self, labels: np.ndarray, classes: int) -> None:
         if labels.dtype.kind not in "biuf":
             raise TypeError(

@@ -115,6 +115,31 @@ def enough(ends: list) -> bool:
     return len(ends) - 1 >= MIN_EPOCHS and time.perf_counter() > _deadline[0]
 
 
+def per_step_epochs(step, state, x, y, batch, epochs):
+    """Train with one jitted call per batch, as the per-step peers do.
+
+    ``step(*state, total, x, y, ids)`` returns the new state followed by the
+    new ``total``, the running sum of each batch's mean loss times its size.
+    The order of the rows is drawn on the host every epoch.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    n = len(x)
+    rng = np.random.default_rng(0)
+    ends, loss = [stamp()], None
+    for _ in range(epochs):
+        order = rng.permutation(n).astype(np.int32)
+        total = jnp.zeros((), jnp.float32)
+        for start in range(0, n, batch):
+            *state, total = step(*state, total, x, y, order[start : start + batch])
+        loss = float(total) / n
+        ends.append(stamp())
+        if enough(ends):
+            break
+    return ends, loss
+
+
 def warm_jax() -> None:
     """Start the JAX backend outside any timing; no framework is favoured."""
     import jax
@@ -193,10 +218,8 @@ def run_scan(x, y, sizes, batch, epochs):
 def run_jax(x, y, sizes, batch, epochs):
     import jax
     import jax.numpy as jnp
-    import numpy as np
     import optax
 
-    n = len(x)
     tx = optax.adam(LEARNING_RATE)
     key = jax.random.key(0)
     params = []
@@ -225,20 +248,7 @@ def run_jax(x, y, sizes, batch, epochs):
     step = jax.jit(step, donate_argnums=(0, 1, 2))
     opt_state = tx.init(params)
     xd, yd = jax.device_put(x), jax.device_put(y)
-    rng = np.random.default_rng(0)
-    ends, loss = [stamp()], None
-    for _ in range(epochs):
-        order = rng.permutation(n).astype(np.int32)
-        total = jnp.zeros((), jnp.float32)
-        for start in range(0, n, batch):
-            params, opt_state, total = step(
-                params, opt_state, total, xd, yd, order[start : start + batch]
-            )
-        loss = float(total) / n
-        ends.append(stamp())
-        if enough(ends):
-            break
-    return ends, loss
+    return per_step_epochs(step, (params, opt_state), xd, yd, batch, epochs)
 
 
 def run_minidl(x, y, sizes, batch, epochs):
@@ -318,8 +328,6 @@ def run_keras(x, y, sizes, batch, epochs):
 def run_equinox(x, y, sizes, batch, epochs):
     import equinox as eqx
     import jax
-    import jax.numpy as jnp
-    import numpy as np
     import optax
 
     class MLP(eqx.Module):
@@ -354,22 +362,8 @@ def run_equinox(x, y, sizes, batch, epochs):
         )
         return eqx.apply_updates(model, updates), opt_state, total + loss * ids.shape[0]
 
-    n = len(x)
     xd, yd = jax.device_put(x), jax.device_put(y)
-    rng = np.random.default_rng(0)
-    ends, loss = [stamp()], None
-    for _ in range(epochs):
-        order = rng.permutation(n).astype(np.int32)
-        total = jnp.zeros((), jnp.float32)
-        for start in range(0, n, batch):
-            model, opt_state, total = step(
-                model, opt_state, total, xd, yd, order[start : start + batch]
-            )
-        loss = float(total) / n
-        ends.append(stamp())
-        if enough(ends):
-            break
-    return ends, loss
+    return per_step_epochs(step, (model, opt_state), xd, yd, batch, epochs)
 
 
 def run_nnx(x, y, sizes, batch, epochs):

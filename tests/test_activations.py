@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _numeric import central_difference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -53,17 +54,6 @@ def _inputs(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     x = rng.normal(size=shape) * 2
     x += np.where(x >= 0, 0.1, -0.1)
     return np.asarray(x, np.float32).astype(np.float64)
-
-
-def central_difference(
-    f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6
-) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = h
-        grad[i] = (f(x + step) - f(x - step)) / (2 * h)
-    return grad
 
 
 @pytest.mark.parametrize("shape", SHAPES)

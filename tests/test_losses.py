@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _numeric import central_difference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -87,17 +88,6 @@ def ref_sparse(labels: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def ref_sparse_logits(labels: np.ndarray, z: np.ndarray) -> np.ndarray:
     return -ref_log_softmax(z)[np.arange(len(z)), labels.astype(int)]
-
-
-def central_difference(
-    f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6
-) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[i] = h
-        grad[i] = (f(x + step) - f(x - step)) / (2 * h)
-    return grad
 
 
 def as32(x: np.ndarray) -> np.ndarray:

@@ -6,20 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _numeric import central_difference
 
 from minidl_core import Layer, Model, Sequential, ShapeError
 from minidl_core.layers import Dense, InputLayer, LeakyRelu, Relu, Sigmoid
-
-
-def numeric_grad(f, x: np.ndarray, eps: float = 1e-3) -> np.ndarray:
-    """Central finite differences of scalar ``f`` at ``x``, in float64."""
-    grad = np.zeros_like(x, dtype=np.float64)
-    for index in np.ndindex(x.shape):
-        up, down = x.astype(np.float64), x.astype(np.float64)
-        up[index] += eps
-        down[index] -= eps
-        grad[index] = (f(up) - f(down)) / (2 * eps)
-    return grad
 
 
 def test_seed_style_graph_matches_numpy() -> None:
@@ -122,7 +112,7 @@ def test_custom_layer_params_get_exact_gradients_without_registration() -> None:
             out = np.einsum("bi,ijk,bj->bk", x.astype(np.float64), m, x) * v + c
             return float(np.sum(out**2))
 
-        expected = numeric_grad(f, base[name])
+        expected = central_difference(f, base[name], h=1e-3)
         np.testing.assert_allclose(
             np.asarray(grads["bilinear"][name]), expected, rtol=2e-3, atol=2e-3
         )

@@ -37,6 +37,11 @@ examples:
 _EXPECTED_ERRORS = (ValueError, TypeError, KeyError, OSError, RuntimeError)
 
 
+def _plural(kind: str) -> str:
+    """``layer`` -> ``layers``, ``loss`` -> ``losses``: command and heading names."""
+    return "losses" if kind == "loss" else f"{kind}s"
+
+
 def _out(text: str = "") -> None:
     print(text, flush=True)
 
@@ -47,6 +52,7 @@ def _out(text: str = "") -> None:
 def _check_train_options(args: argparse.Namespace) -> None:
     """Refuse bad options and unknown names before any data is read."""
     from minidl_core import get_entry, get_metric
+    from minidl_core._training import _positive_int
 
     if args.data is not None and not args.data.strip():
         raise ValueError("--data needs a file name, got an empty string")
@@ -54,9 +60,8 @@ def _check_train_options(args: argparse.Namespace) -> None:
         raise ValueError("--target names a column of a --data file; give --data")
     if args.data is None and args.task != "auto":
         raise ValueError(f"--task {args.task} applies to a --data file only")
-    for flag, number in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-        if number < 1:
-            raise ValueError(f"{flag} must be a positive int, got {number}")
+    _positive_int(args.epochs, "--epochs")
+    _positive_int(args.batch_size, "--batch-size")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a positive, finite number, got {args.lr}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
@@ -471,8 +476,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             _out(f"  hooks: {', '.join(info.hooks) or 'none'}")
             _out(f"  hook order: {_hook_order(registry, info) or 'none'}")
         for kind, names in sorted(info.registered.items()):
-            plural = "losses" if kind == "loss" else f"{kind}s"
-            _out(f"  {plural}: {', '.join(names)}")
+            _out(f"  {_plural(kind)}: {', '.join(names)}")
             if args.verbose:
                 for entry in registry.entries(kind):
                     if entry.plugin == info.name:
@@ -504,7 +508,7 @@ def _cmd_list(kind: str, args: argparse.Namespace) -> int:
         )
         return 0
     if not entries:
-        _out(f"no {kind}s: is any minidl plugin installed and enabled?")
+        _out(f"no {_plural(kind)}: is any minidl plugin installed and enabled?")
     for e in entries:
         _out(f"{e.name:<34} {e.distribution} {e.version}")
     return 0
@@ -601,8 +605,9 @@ def _parser() -> argparse.ArgumentParser:
     plugins.set_defaults(run=_cmd_plugins)
     _add_plugin_commands(commands)
     for kind in ("layer", "loss", "optimizer", "metric", "dataset"):
-        plural = "losses" if kind == "loss" else f"{kind}s"
-        sub = commands.add_parser(plural, help=f"list registered {plural}")
+        sub = commands.add_parser(
+            _plural(kind), help=f"list registered {_plural(kind)}"
+        )
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=lambda args, kind=kind: _cmd_list(kind, args))
     return parser

@@ -83,3 +83,12 @@ def test_cli_train_without_builtins_is_one_clear_line() -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("minidl: error: unknown dataset 'digits'")
     assert "Traceback" not in out.stderr
+
+
+def test_cli_lists_say_which_kind_is_empty(no_builtins, capsys) -> None:
+    from minidl_core._cli import main
+
+    for command in ("layers", "losses"):
+        assert main([command]) == 0
+        out = capsys.readouterr().out
+        assert out == f"no {command}: is any minidl plugin installed and enabled?\n"

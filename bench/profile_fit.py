@@ -361,7 +361,10 @@ def main() -> None:
     plan = _training._Plan(n, batch, True)
     real = _training._make_epoch_fn(model, loss_obj, {}, tx, plan)
     frozen = model.partition(model.params)[1]
-    variants["epoch_fn"] = lambda p, s, x, y, k: real(p, s, frozen, x, y, k)[:3]
+    epoch_index = np.int32(0)
+    variants["epoch_fn"] = lambda p, s, x, y, k: real(
+        p, s, frozen, x, y, k, epoch_index
+    )[:3]
     variants["step-jit"] = make_step_loop(model, n, batch, tx)
 
     if args.compile:

@@ -56,7 +56,10 @@ class Callback:
     """Base class of training callbacks; override the hooks you need.
 
     ``model`` is set before training starts. Set ``model.stop_training =
-    True`` from a hook to end training after the current epoch.
+    True`` from a hook to end training after the current epoch. Assigning
+    ``model.params`` or ``model.opt_state`` from ``on_epoch_end`` or
+    ``on_epoch_begin`` makes the next epoch start from what was assigned
+    (same structure, same trainable layers).
     """
 
     model: Model

@@ -2,10 +2,12 @@
 
 An epoch runs as one compiled function: the data is placed on the device
 once, the epoch's permutation is drawn on the device, and ``lax.scan`` steps
-through the full batches, followed by the one smaller batch that holds the
-remaining rows, so nothing is dropped and nothing recompiles between epochs.
+through the batches. The rows left over for the last batch are padded with
+rows of weight 0 (or, for a loss with no per-example form, run as one
+smaller step), so nothing is dropped and nothing recompiles between epochs.
 Python touches the device once per epoch, to read the epoch's loss and
-metrics; a loss that turns NaN or inf keeps the epoch's starting state.
+metrics, and for short epochs it has already dispatched the next one by
+then; a loss that turns NaN or inf keeps the epoch's starting state.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,14 @@ __all__ = ["evaluate", "fit", "predict"]
 logger = logging.getLogger("minidl")
 
 MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+# fit dispatches the next epoch before reading the current one's results
+# when an epoch takes less than this on the device, so its Python work per
+# epoch (logs, history, callbacks) overlaps the device's work instead of
+# adding to it. When training stops early, that dispatched epoch is wasted,
+# which is why long epochs, where the Python work is a negligible part, are
+# not dispatched ahead.
+_AHEAD_BELOW_SECONDS = 0.1
 
 
 # Resolving what the user named.
@@ -521,14 +532,40 @@ def fit(
     names = ["loss", *metric_fns]
     bar = _progress(max(epochs - initial_epoch, 0), verbose)
     base_key = jax.random.key(seed)
+
+    def start(state: tuple[Any, Any], epoch: int) -> Any:
+        """Dispatch one epoch; returns at once with its (future) outputs."""
+        return epoch_fn(*state, frozen, x_dev, y_dev, base_key, np.int32(epoch))
+
+    state = (trainable, opt_state)  # the last good state
+    params = model.params
+    ahead = None  # the next epoch, dispatched before this one's logs were read
+    seconds = math.inf  # how long the last epoch took on the device
+    ready = 0.0  # when the last epoch's results were read back
     try:
         for epoch in range(initial_epoch, epochs):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
-            new_trainable, new_opt_state, means, finite = epoch_fn(
-                trainable, opt_state, frozen, x_dev, y_dev, base_key, np.int32(epoch)
-            )
-            means, finite = jax.device_get((means, finite))
+            if model.params is not params or model.opt_state is not state[1]:
+                # A callback replaced the parameters or the optimizer state:
+                # train on from those, not from what the last epoch left.
+                params = model.params
+                trainable, frozen = model.partition(params)
+                state, ahead = (trainable, model.opt_state), None
+            if ahead is None:
+                out = start(state, epoch)
+                began = time.perf_counter()
+            else:
+                out, began = ahead, ready
+            val_out = None
+            if val_fn is not None:
+                val_out = val_fn({**frozen, **out[0]}, x_val_dev, y_val_dev)
+            ahead = None
+            if epoch + 1 < epochs and seconds < _AHEAD_BELOW_SECONDS:
+                ahead = start((out[0], out[1]), epoch + 1)
+            means, finite = jax.device_get((out[2], out[3]))
+            ready = time.perf_counter()
+            seconds = ready - began
             if not finite:
                 kept = (
                     f"the parameters from the end of epoch {epoch} are kept"
@@ -544,16 +581,15 @@ def fit(
                 history.stopped_early, history.stop_reason = True, model.stop_reason
                 history.diverged = True
                 break
-            trainable, opt_state = new_trainable, new_opt_state
-            model.params = {**frozen, **trainable}
-            model.opt_state = opt_state
+            state = (out[0], out[1])
+            params = {**frozen, **state[0]}
+            model.params, model.opt_state = params, state[1]
             logs = {n: float(v) for n, v in zip(names, means, strict=True)}
-            if val_fn is not None:
-                val_means = np.asarray(val_fn(model.params, x_val_dev, y_val_dev))
+            if val_out is not None:
                 logs.update(
                     {
                         f"val_{n}": float(v)
-                        for n, v in zip(names, val_means, strict=True)
+                        for n, v in zip(names, np.asarray(val_out), strict=True)
                     }
                 )
             history.append(epoch, logs)

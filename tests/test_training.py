@@ -75,6 +75,107 @@ def test_same_seed_same_weights_and_history_bit_for_bit() -> None:
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.fixture(params=["ahead", "in turn"])
+def dispatch(request, monkeypatch) -> str:
+    """Run a test with every epoch dispatched ahead of the logs, or none."""
+    from minidl_core import _training
+
+    limit = float("inf") if request.param == "ahead" else 0.0
+    monkeypatch.setattr(_training, "_AHEAD_BELOW_SECONDS", limit)
+    return request.param
+
+
+def test_dispatching_epochs_ahead_changes_no_bit(monkeypatch) -> None:
+    from minidl_core import _training
+
+    x, y = data(n=37)
+    runs = []
+    for limit in (0.0, float("inf")):
+        monkeypatch.setattr(_training, "_AHEAD_BELOW_SECONDS", limit)
+        model = classifier(dropout=0.3)
+        history = model.fit(
+            x,
+            y,
+            loss=scce(),
+            epochs=4,
+            batch_size=8,
+            metrics=["accuracy"],
+            validation_data=(x[:9], y[:9]),
+            seed=3,
+            verbose=0,
+        )
+        runs.append((jax.tree.map(np.asarray, model.params), history.history))
+    (p1, h1), (p2, h2) = runs
+    assert h1 == h2
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_parameters_a_callback_sets_are_trained_on(dispatch) -> None:
+    # Plain SGD in a fixed order: an epoch from the same start repeats
+    # exactly, so if the callback's reset is honoured, epoch 2 repeats epoch 1.
+    x, y = data()
+    model = classifier()
+    start: dict = {}
+    after_first: list = []
+
+    def reset(epoch: int, logs: dict) -> None:
+        if epoch == 0:
+            after_first.append(jax.tree.map(np.asarray, model.params))
+            model.params, model.opt_state = start["params"], start["opt_state"]
+
+    history = model.fit(
+        x,
+        y,
+        loss=scce(),
+        optimizer=optax.sgd(0.5),
+        epochs=2,
+        batch_size=8,
+        shuffle=False,
+        callbacks=[
+            LambdaCallback(
+                on_train_begin=lambda logs: start.update(
+                    params=model.params, opt_state=model.opt_state
+                ),
+                on_epoch_end=reset,
+            )
+        ],
+        verbose=0,
+    )
+    assert history["loss"][1] == history["loss"][0]
+    final = jax.tree.leaves(jax.tree.map(np.asarray, model.params))
+    for a, b in zip(final, jax.tree.leaves(after_first[0]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stopping_keeps_the_last_epoch_run_and_nothing_after(dispatch) -> None:
+    x, y = data()
+    model = classifier()
+    seen: list = []
+
+    def stop(epoch: int, logs: dict) -> None:
+        seen.append(jax.tree.map(np.asarray, model.params))
+        if epoch == 1:
+            model.stop_training = True
+
+    history = model.fit(
+        x,
+        y,
+        loss=scce(),
+        epochs=6,
+        batch_size=8,
+        callbacks=[LambdaCallback(on_epoch_end=stop)],
+        verbose=0,
+    )
+    assert history.epochs == [0, 1]
+    assert model.epoch == 2
+    final = jax.tree.leaves(jax.tree.map(np.asarray, model.params))
+    for a, b in zip(final, jax.tree.leaves(seen[-1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    expected = numpy_scce(np.asarray(model.predict(x)), y)
+    assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_epoch_loss_is_the_mean_over_every_row_with_a_short_last_batch() -> None:
     # 10 rows at batch 4 is batches of 4, 4 and 2; a frozen optimizer keeps
     # the parameters fixed so the epoch loss must equal the full-data mean.

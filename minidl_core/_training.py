@@ -232,13 +232,16 @@ def _make_epoch_fn(
     metrics: dict[str, MetricFn],
     tx: optax.GradientTransformation,
     plan: _Plan,
+    progress: _Bars | None = None,
 ) -> Callable[..., Any]:
     """One compiled epoch: a scan over batches of the epoch's permutation.
 
     When the rows do not fill the last batch and the loss and every metric
     have a per-example form, the last batch is filled with repeated rows of
     weight 0, so one step body serves every batch and compiles once.
-    Otherwise the short last batch runs as a second step body.
+    Otherwise the short last batch runs as a second step body. With
+    ``progress``, every ``progress.every`` steps the compiled code calls
+    ``progress.advance`` on the host, which waits for nothing.
     """
     names = list(metrics)
     per_loss = _per_example(loss)
@@ -314,7 +317,7 @@ def _make_epoch_fn(
             state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array, jax.Array]
         ) -> tuple[tuple[Any, Any], jax.Array]:
             i, ids, wb = inputs
-            return step(
+            out = step(
                 state,
                 frozen,
                 x[ids],
@@ -322,6 +325,13 @@ def _make_epoch_fn(
                 wb if weighted else None,
                 jax.random.fold_in(step_key, i),
             )
+            if progress is not None:
+                jax.lax.cond(
+                    (i + 1) % progress.every == 0,
+                    lambda: jax.debug.callback(progress.advance),
+                    lambda: None,
+                )
+            return out
 
         state, stats = jax.lax.scan(
             body, (trainable, opt_state), (jnp.arange(steps), batches, weights)
@@ -418,9 +428,10 @@ def fit(
         metrics: Names (``"accuracy"`` or any loss) or callables
             ``metric(y_true, y_pred)``.
         callbacks: :class:`Callback` objects.
-        verbose: 0 silent; 1 a progress bar over the epochs, with the latest
-            loss and metrics (only when stderr is a terminal); 2 one line per
-            epoch on stderr; ``"auto"`` is 1.
+        verbose: 0 silent; 1 a progress bar for each epoch, over its
+            steps, ending with the epoch's loss and metrics (only when
+            stderr is a terminal); 2 one line per epoch on stderr;
+            ``"auto"`` is 1.
         resume_from: A model file saved with its optimizer state (by
             :class:`ModelCheckpoint` or :func:`save_model` after ``fit``):
             its parameters, optimizer state and epoch count replace the
@@ -441,6 +452,8 @@ def fit(
     # Check everything before compiling anything.
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
+    if not isinstance(verbose, str | int) or verbose not in (0, 1, 2, "auto"):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
     if seed is not None:
         seed = _check_seed(seed)
     if isinstance(callbacks, Callback):
@@ -503,7 +516,8 @@ def fit(
     assert model.params is not None
     model.loss, model.metrics = loss_obj, metric_fns
     plan = _Plan(len(x_arr), batch_size, shuffle)
-    epoch_fn = _make_epoch_fn(model, loss_obj, metric_fns, tx, plan)
+    bars = _progress(epochs, -(-plan.n // plan.batch_size), verbose)
+    epoch_fn = _make_epoch_fn(model, loss_obj, metric_fns, tx, plan, bars)
     x_dev, y_dev = jax.device_put(x_arr), jax.device_put(y_arr)
     trainable, frozen = model.partition(model.params)
     opt_state = tx.init(trainable)
@@ -530,7 +544,6 @@ def fit(
     for callback in callbacks:
         callback.on_train_begin()
     names = ["loss", *metric_fns]
-    bar = _progress(max(epochs - initial_epoch, 0), verbose)
     base_key = jax.random.key(seed)
 
     def start(state: tuple[Any, Any], epoch: int) -> Any:
@@ -552,6 +565,8 @@ def fit(
                 params = model.params
                 trainable, frozen = model.partition(params)
                 state, ahead = (trainable, model.opt_state), None
+            if bars is not None:
+                bars.begin(epoch)
             if ahead is None:
                 out = start(state, epoch)
                 began = time.perf_counter()
@@ -561,7 +576,8 @@ def fit(
             if val_fn is not None:
                 val_out = val_fn({**frozen, **out[0]}, x_val_dev, y_val_dev)
             ahead = None
-            if epoch + 1 < epochs and seconds < _AHEAD_BELOW_SECONDS:
+            # A bar per epoch needs its steps reported in order: not ahead.
+            if epoch + 1 < epochs and seconds < _AHEAD_BELOW_SECONDS and bars is None:
                 ahead = start((out[0], out[1]), epoch + 1)
             means, finite = jax.device_get((out[2], out[3]))
             ready = time.perf_counter()
@@ -594,7 +610,12 @@ def fit(
                 )
             history.append(epoch, logs)
             model.epoch += 1
-            _report(bar, epoch, epochs, logs, verbose)
+            if bars is not None:
+                bars.end(logs)
+            elif verbose == 2:
+                # Asked for by the caller: one line per epoch on stderr.
+                text = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
+                _write(f"epoch {epoch + 1}/{epochs} {text}")
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -604,8 +625,8 @@ def fit(
                 )
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        if bars is not None:
+            bars.close()
     for callback in callbacks:
         callback.on_train_end(history.last())
     return history
@@ -686,24 +707,60 @@ def _predict_fn(model: Model) -> Callable[..., jax.Array]:
 # Progress.
 
 
-def _progress(epochs: int, verbose: int | str) -> Any:
+def _progress(epochs: int, steps: int, verbose: int | str) -> _Bars | None:
+    """Bars for a terminal at verbose 1 (or "auto"), else ``None``."""
     level = 1 if verbose == "auto" else verbose
     if level != 1 or not sys.stderr.isatty():
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=epochs, unit="epoch", leave=True, dynamic_ncols=True)
+    return _Bars(epochs, steps)
 
 
-def _report(
-    bar: Any, epoch: int, epochs: int, logs: dict[str, float], verbose: int | str
-) -> None:
-    text = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-    if bar is not None:
-        bar.set_postfix_str(text, refresh=False)
-        bar.update(1)
-    elif verbose == 2:
-        # Asked for by the caller, like the bar: one line per epoch on stderr.
+class _Bars:
+    """One progress bar per epoch, over its steps, on stderr.
+
+    The compiled epoch calls :meth:`advance` every ``every`` steps (about
+    twenty times an epoch, so the calls cost little), on the device's
+    thread; nothing waits for the device to report progress. The epoch's
+    loss and metrics appear on its bar when it ends.
+    """
+
+    def __init__(self, epochs: int, steps: int) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.every = max(1, -(-steps // 20))
+        self.bar: Any = None
+
+    def begin(self, epoch: int) -> None:
         from tqdm.auto import tqdm
 
-        tqdm.write(f"epoch {epoch + 1}/{epochs} {text}", file=sys.stderr)
+        self.close()
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            unit="step",
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def advance(self) -> None:
+        bar = self.bar
+        if bar is not None:
+            bar.update(min(self.every, self.steps - bar.n))
+
+    def end(self, logs: dict[str, float]) -> None:
+        bar = self.bar
+        if bar is not None:
+            bar.update(self.steps - bar.n)
+            bar.set_postfix_str(" ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _write(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)

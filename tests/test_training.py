@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,6 +222,74 @@ def test_epochs_do_not_recompile() -> None:
         jax.monitoring.unregister_event_duration_listener(listener)
     assert after_epoch[0] >= 1
     assert after_epoch == [after_epoch[0]] * 5
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_bar_per_epoch_fed_from_the_compiled_steps(
+    monkeypatch,
+) -> None:
+    from minidl_core import _training
+
+    advances: list[int] = []
+    original = _training._Bars.advance
+
+    def counted(self) -> None:
+        advances.append(self.bar.n)
+        original(self)
+
+    monkeypatch.setattr(_training._Bars, "advance", counted)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    # 98 rows at batch 4: 25 steps, the last one short; with at most
+    # twenty reports an epoch, the steps report every second step.
+    x, y = data(n=98)
+    history = classifier().fit(
+        x, y, loss=scce(), epochs=3, batch_size=4, metrics=["accuracy"], verbose=1
+    )
+    monkeypatch.undo()
+    assert len(advances) == 3 * (25 // 2)
+    assert advances[:12] == list(range(0, 24, 2))
+    lines = [line.split("\r")[-1] for line in terminal.getvalue().split("\n")[:-1]]
+    assert len(lines) == 3
+    for epoch, line in enumerate(lines):
+        assert line.startswith(f"epoch {epoch + 1}/3: 100%")
+        assert "25/25" in line
+        assert f"loss={history['loss'][epoch]:.4f}" in line
+        assert f"accuracy={history['accuracy'][epoch]:.4f}" in line
+
+    quiet = classifier().fit(
+        x, y, loss=scce(), epochs=3, batch_size=4, metrics=["accuracy"], verbose=0
+    )
+    assert quiet.history == history.history
+
+
+@pytest.mark.parametrize("verbose", [0, 1, "auto"])
+def test_no_output_when_silent_or_not_a_terminal(verbose, capsys) -> None:
+    x, y = data()
+    classifier().fit(x, y, loss=scce(), epochs=2, verbose=verbose)
+    captured = capsys.readouterr()
+    assert captured.out == captured.err == ""
+
+
+def test_verbose_2_writes_a_line_per_epoch(capsys) -> None:
+    x, y = data()
+    history = classifier().fit(x, y, loss=scce(), epochs=2, verbose=2)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"epoch {e + 1}/2 loss={history['loss'][e]:.4f}" for e in range(2)
+    ]
+
+
+@pytest.mark.parametrize("verbose", [3, -1, "yes", None, 1.5])
+def test_verbose_outside_its_levels_is_refused(verbose) -> None:
+    x, y = data()
+    with pytest.raises(ValueError, match=r"verbose must be 0, 1, 2 or 'auto'"):
+        classifier().fit(x, y, loss=scce(), verbose=verbose)
 
 
 def test_dropout_draws_a_new_mask_every_step_and_none_in_inference() -> None:

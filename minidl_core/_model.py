@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ class Model:
         self.opt_state: Any = None
         self.epoch = 0
         self.fit_seed: int | None = None
+        self._eval_cache: OrderedDict[Any, Any] = OrderedDict()
         if self._input_shape is not None:
             self.build(self._input_shape, seed=seed)
 

@@ -49,6 +49,10 @@ MetricFn = Callable[[jax.Array, jax.Array], jax.Array]
 # not dispatched ahead.
 _AHEAD_BELOW_SECONDS = 0.1
 
+# Evaluation functions a model keeps compiled, the least recently used
+# dropped first.
+_EVAL_CACHE_SIZE = 8
+
 
 # Resolving what the user named.
 
@@ -297,7 +301,7 @@ def _make_epoch_fn(
         y: jax.Array,
         base_key: jax.Array,
         epoch_index: jax.Array,
-    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+    ) -> tuple[Any, Any, jax.Array]:
         # Folding the epoch in here saves an eager dispatch per epoch.
         key = jax.random.fold_in(base_key, epoch_index)
         order_key, step_key = jax.random.split(key)
@@ -343,8 +347,7 @@ def _make_epoch_fn(
                 state, frozen, x[ids], y[ids], None, jax.random.fold_in(step_key, steps)
             )
             totals = totals + last
-        means = totals / plan.n
-        return state[0], state[1], means, jnp.isfinite(means[0])
+        return state[0], state[1], totals / plan.n
 
     # No buffer donation: fit keeps the epoch's inputs, the last good state,
     # in case the loss turns NaN, which costs one copy of the parameters and
@@ -352,30 +355,46 @@ def _make_epoch_fn(
     return jax.jit(epoch)
 
 
-def _make_eval_fn(
-    model: Model, fns: dict[str, MetricFn], n: int, batch_size: int
+def _eval_fn(
+    model: Model, fns: dict[str, MetricFn], batch_size: int
 ) -> Callable[..., jax.Array]:
-    """Mean of each function over ``n`` rows, in batches, compiled once."""
+    """Mean of each function over the rows given, in batches of ``batch_size``.
+
+    Compiled once per number of rows and kept on the model, so evaluating
+    the same functions again (each epoch's validation, repeated
+    ``evaluate`` calls) compiles nothing.
+    """
+    key = (batch_size, tuple((name, id(fn)) for name, fn in fns.items()))
+    cache = model._eval_cache
+    if key in cache:
+        cache.move_to_end(key)
+        found: Callable[..., jax.Array] = cache[key][0]
+        return found
     names = list(fns)
-    full, remainder = n // batch_size, n % batch_size
 
     def stats(params: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
         pred = model.apply(params, xb, training=False)
         return jnp.stack([fns[m](yb, pred) for m in names])
 
     def run(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-        totals = jnp.zeros(len(names), jnp.float32)
-        if full:
-            xs = x[: full * batch_size].reshape(full, batch_size, *x.shape[1:])
-            ys = y[: full * batch_size].reshape(full, batch_size, *y.shape[1:])
-            per = jax.lax.map(lambda b: stats(params, b[0], b[1]), (xs, ys))
-            totals = per.sum(axis=0) * batch_size
+        n = len(x)
+        size = min(batch_size, n)
+        full, remainder = n // size, n % size
+        xs = x[: full * size].reshape(full, size, *x.shape[1:])
+        ys = y[: full * size].reshape(full, size, *y.shape[1:])
+        per: jax.Array = jax.lax.map(lambda b: stats(params, b[0], b[1]), (xs, ys))
+        totals = per.sum(axis=0) * size
         if remainder:
-            last = stats(params, x[full * batch_size :], y[full * batch_size :])
+            last = stats(params, x[full * size :], y[full * size :])
             totals = totals + last * remainder
         return totals / n
 
-    return jax.jit(run)
+    compiled = jax.jit(run)
+    # The functions stay referenced with it, so their ids stay unique.
+    cache[key] = (compiled, fns)
+    while len(cache) > _EVAL_CACHE_SIZE:
+        cache.popitem(last=False)
+    return compiled
 
 
 # The public functions.
@@ -526,9 +545,8 @@ def fit(
     model.opt_state = opt_state
     val_fn = None
     if val is not None:
-        val_batch = min(len(val[0]), max(batch_size, 1024))
-        val_fn = _make_eval_fn(
-            model, {"loss": loss_obj, **metric_fns}, len(val[0]), val_batch
+        val_fn = _eval_fn(
+            model, {"loss": loss_obj, **metric_fns}, max(batch_size, 1024)
         )
         x_val_dev, y_val_dev = jax.device_put(val[0]), jax.device_put(val[1])
 
@@ -579,10 +597,10 @@ def fit(
             # A bar per epoch needs its steps reported in order: not ahead.
             if epoch + 1 < epochs and seconds < _AHEAD_BELOW_SECONDS and bars is None:
                 ahead = start((out[0], out[1]), epoch + 1)
-            means, finite = jax.device_get((out[2], out[3]))
+            means = np.asarray(out[2])
             ready = time.perf_counter()
             seconds = ready - began
-            if not finite:
+            if not np.isfinite(means[0]):
                 kept = (
                     f"the parameters from the end of epoch {epoch} are kept"
                     if epoch
@@ -665,7 +683,7 @@ def evaluate(
     y_arr = _check_y(y, len(x_arr))
     _check_targets(model, loss_obj, metric_fns, y_arr)
     fns = {"loss": loss_obj, **metric_fns}
-    run = _make_eval_fn(model, fns, len(x_arr), min(batch_size, len(x_arr)))
+    run = _eval_fn(model, fns, batch_size)
     means = np.asarray(run(model.params, jax.device_put(x_arr), jax.device_put(y_arr)))
     return {n: float(v) for n, v in zip(fns, means, strict=True)}
 

@@ -292,6 +292,31 @@ def test_verbose_outside_its_levels_is_refused(verbose) -> None:
         classifier().fit(x, y, loss=scce(), verbose=verbose)
 
 
+def test_evaluating_the_same_functions_again_compiles_nothing() -> None:
+    compiles: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    x, y = data(n=37)
+    model = classifier()
+    model.fit(x, y, loss=scce(), metrics=["accuracy"], verbose=0)
+    expected = numpy_scce(np.asarray(model.predict(x)), y)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        first = model.evaluate(x, y, batch_size=8)
+        compiled_once = len(compiles)
+        again = model.evaluate(x, y, batch_size=8)
+        assert len(compiles) == compiled_once >= 1
+        model.evaluate(x[:20], y[:20], batch_size=8)
+        assert len(compiles) > compiled_once
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert again == first
+    assert first["loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_dropout_draws_a_new_mask_every_step_and_none_in_inference() -> None:
     x, y = data()
     model = Sequential([InputLayer(shape=5), Dropout(0.5), Dense(units=3)])

@@ -656,6 +656,37 @@ def _ratio(row: dict, ref: dict, key: str) -> str:
     return "-"
 
 
+def _paired(row: dict) -> str:
+    ratios = row.get("round_ratios") or []
+    if not ratios:
+        return "-"
+    text = f"{statistics.median(ratios):.2f}"
+    if len(ratios) > 1:
+        text += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+    return text
+
+
+def add_round_ratios(summary: dict, rounds: list[dict]) -> None:
+    """Each framework's median steady epoch over the scan loop's, per round.
+
+    A round runs every framework once, close together in time, so the load
+    of a shared machine disturbs the two sides of each ratio alike.
+    """
+    for workload, per in summary.items():
+        for name, row in per.items():
+            ratios = []
+            for round_ in rounds:
+                mine = round_.get(workload, {}).get(name, {})
+                ref = round_.get(workload, {}).get("scan", {})
+                if mine.get("epoch_s") and ref.get("epoch_s"):
+                    ratios.append(
+                        statistics.median(mine["epoch_s"][1:] or mine["epoch_s"])
+                        / statistics.median(ref["epoch_s"][1:] or ref["epoch_s"])
+                    )
+            if "median_s" in row:
+                row["round_ratios"] = ratios
+
+
 COLUMNS = [
     "workload",
     "framework",
@@ -668,6 +699,7 @@ COLUMNS = [
     "x scan (median)",
     "x scan (mean)",
     "x scan (CPU)",
+    "x scan, per round",
     "GFLOP/s",
     "% of matmul",
     "% of matmul per CPU-s",
@@ -716,12 +748,87 @@ def table(results: dict, limit: float | None, cpu_limit: float | None = None) ->
                 _ratio(row, ref, "median_s"),
                 _ratio(row, ref, "mean_s"),
                 _ratio(row, ref, "cpu_median_s"),
+                _paired(row),
                 gflops,
                 pct,
                 pct_cpu,
             ]
             lines.append(md_row(cells))
     return "\n".join(lines)
+
+
+def run_round(
+    workload: str,
+    chosen: list[str],
+    available: dict[str, bool],
+    shuffler: random.Random,
+    epochs: int,
+    rows: int,
+    digits_file: str,
+    args: argparse.Namespace,
+    notes: list[str],
+) -> dict[str, dict]:
+    """Every chosen framework once on ``workload``, each in a fresh process."""
+    _, sizes, batch = WORKLOADS[workload]
+    records: dict[str, dict] = {}
+    # A fresh order every time, so no framework always runs first or last
+    # while the machine's load drifts.
+    order = list(chosen)
+    shuffler.shuffle(order)
+    for name in order:
+        if not available[name]:
+            records[name] = {"skipped": "not installed"}
+            continue
+        record = run_worker(name, workload, epochs, rows, digits_file, args)
+        records[name] = record
+        if "error" in record:
+            notes.append(f"{workload}/{name}: {record['error']}")
+            print(f"{workload:>14} {name:>8}  ERROR {record['error']}", flush=True)
+            continue
+        row = summarize_record(record, sizes, batch)
+        print(
+            f"{workload:>14} {name:>8}  first {row['first_s']:6.2f} s  "
+            f"steady median {1e3 * row['median_s']:8.1f} ms  "
+            f"(min {1e3 * row['min_s']:.1f}, max {1e3 * row['max_s']:.1f})  "
+            f"loss {row['final_loss']:.4f}",
+            flush=True,
+        )
+    return records
+
+
+def pool(rounds: list[dict[str, dict[str, dict]]]) -> dict[str, dict[str, dict]]:
+    """One table row per workload and framework from every round's records.
+
+    The first epoch is the median over rounds; steady epochs are pooled.
+    """
+    summary: dict[str, dict[str, dict]] = {}
+    for workload in dict.fromkeys(w for r in rounds for w in r):
+        rows = None
+        summary[workload] = {}
+        for name in dict.fromkeys(n for r in rounds for n in r.get(workload, {})):
+            records = [r[workload][name] for r in rounds if name in r.get(workload, {})]
+            good = [rec for rec in records if "epoch_s" in rec]
+            if not good:
+                summary[workload][name] = records[0]
+                continue
+            for rec in good:
+                if (rows or rec["rows"]) != rec["rows"]:
+                    sys.exit(
+                        f"{workload}: the records disagree on its size "
+                        "(--quick mixed with full runs?)"
+                    )
+                rows = rec["rows"]
+            cpu = [rec.get("epoch_cpu_s", []) for rec in good]
+            summary[workload][name] = summarize_epochs(
+                [rec["epoch_s"][0] for rec in good],
+                [t for rec in good for t in rec["epoch_s"][1:]],
+                [c[0] for c in cpu if c],
+                [t for c in cpu for t in c[1:]],
+                good[0]["rows"],
+                *WORKLOADS[workload][1:],
+            )
+            summary[workload][name]["final_loss"] = good[-1].get("final_loss")
+    return summary
 
 
 def main_run(args: argparse.Namespace) -> None:
@@ -802,36 +909,22 @@ def main_run(args: argparse.Namespace) -> None:
 
         if measure_limit:
             measure()
-        raw: dict[str, dict[str, dict]] = {}
-        summary: dict[str, dict[str, dict]] = {}
-        for workload in workloads:
-            _, sizes, batch = WORKLOADS[workload]
-            raw[workload], summary[workload] = {}, {}
-            # A fresh order for every workload, so no framework always runs
-            # first or last while the machine's load drifts.
-            order = list(chosen)
-            shuffler.shuffle(order)
-            for name in order:
-                if not available[name]:
-                    summary[workload][name] = {"skipped": "not installed"}
-                    continue
-                record = run_worker(name, workload, epochs, rows, digits_file, args)
-                raw[workload][name] = record
-                if "error" in record:
-                    summary[workload][name] = record
-                    notes.append(f"{workload}/{name}: {record['error']}")
-                    print(
-                        f"{workload:>14} {name:>8}  ERROR {record['error']}", flush=True
-                    )
-                    continue
-                row = summarize_record(record, sizes, batch)
-                summary[workload][name] = row
-                print(
-                    f"{workload:>14} {name:>8}  first {row['first_s']:6.2f} s  "
-                    f"steady median {1e3 * row['median_s']:8.1f} ms  "
-                    f"(min {1e3 * row['min_s']:.1f}, max {1e3 * row['max_s']:.1f})  "
-                    f"loss {row['final_loss']:.4f}",
-                    flush=True,
+        rounds: list[dict[str, dict[str, dict]]] = []
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {number + 1} of {args.rounds}", flush=True)
+            rounds.append({})
+            for workload in workloads:
+                rounds[-1][workload] = run_round(
+                    workload,
+                    chosen,
+                    available,
+                    shuffler,
+                    epochs,
+                    rows,
+                    digits_file,
+                    args,
+                    notes,
                 )
         if measure_limit:
             measure()  # again at the end; the best of the two counts
@@ -843,14 +936,16 @@ def main_run(args: argparse.Namespace) -> None:
         f"load average (1 min) at start {load_start[0]:.2f}, at end {load_end[0]:.2f} "
         f"on {os.cpu_count()} cores"
     )
+    summary = pool(rounds)
+    add_round_ratios(summary, rounds)
     text = table(summary, limit, cpu_limit)
     print()
     print(text)
     for note in notes:
         print(f"- {note}")
     print(
-        f"\n{len(workloads)} workloads, {repeats} steady epochs each, "
-        f"{elapsed:.0f} s in all"
+        f"\n{len(workloads)} workloads, {args.rounds} round(s) of {repeats} "
+        f"steady epochs each, {elapsed:.0f} s in all"
     )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -862,6 +957,7 @@ def main_run(args: argparse.Namespace) -> None:
                 "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                 "quick": args.quick,
                 "repeats": repeats,
+                "rounds": args.rounds,
                 "order_seed": seed,
                 "synthetic_rows": rows,
                 "elapsed_s": elapsed,
@@ -882,7 +978,10 @@ def main_run(args: argparse.Namespace) -> None:
                 },
                 "frameworks": {n: FRAMEWORKS[n][0] for n in chosen},
                 "summary": summary,
-                "raw": raw,
+                "raw": {
+                    w: {n: [r[w][n] for r in rounds] for n in rounds[0][w]}
+                    for w in workloads
+                },
                 "notes": notes,
             },
             indent=1,
@@ -894,44 +993,27 @@ def main_run(args: argparse.Namespace) -> None:
 def main_summarize(files: list[str]) -> None:
     """Pool every steady epoch of several result files into one table."""
     runs = [json.loads(Path(f).read_text()) for f in files]
-    firsts: dict[str, dict[str, list[float]]] = {}
-    steady: dict[str, dict[str, list[float]]] = {}
-    first_cpu: dict[str, dict[str, list[float]]] = {}
-    steady_cpu: dict[str, dict[str, list[float]]] = {}
-    rows: dict[str, int] = {}
+    # Each run's rounds (one, in files written before rounds existed).
+    rounds: list[dict[str, dict[str, dict]]] = []
     for run in runs:
-        for workload, per in run["raw"].items():
-            for name, record in per.items():
-                if "epoch_s" not in record:
-                    continue
-                if rows.setdefault(workload, record["rows"]) != record["rows"]:
-                    sys.exit(
-                        f"{workload}: the files disagree on its size "
-                        "(--quick mixed with full runs?)"
-                    )
-                firsts.setdefault(workload, {}).setdefault(name, []).append(
-                    record["epoch_s"][0]
-                )
-                steady.setdefault(workload, {}).setdefault(name, []).extend(
-                    record["epoch_s"][1:]
-                )
-                cpu = record.get("epoch_cpu_s", [])
-                first_cpu.setdefault(workload, {}).setdefault(name, []).extend(cpu[:1])
-                steady_cpu.setdefault(workload, {}).setdefault(name, []).extend(cpu[1:])
-    combined = {
-        workload: {
-            name: summarize_epochs(
-                firsts[workload][name],
-                values,
-                first_cpu[workload][name],
-                steady_cpu[workload][name],
-                rows[workload],
-                *WORKLOADS[workload][1:],
+        count = run.get("rounds", 1)
+        for i in range(count):
+            rounds.append(
+                {
+                    workload: {
+                        name: records[i] if isinstance(records, list) else records
+                        for name, records in per.items()
+                        if not isinstance(records, list) or i < len(records)
+                    }
+                    for workload, per in run["raw"].items()
+                }
             )
-            for name, values in per.items()
-        }
-        for workload, per in steady.items()
-    }
+    workloads = {w for r in rounds for w in r}
+    for r in rounds:
+        for w in workloads:
+            r.setdefault(w, {})
+    combined = pool(rounds)
+    add_round_ratios(combined, rounds)
     limits = [r["matmul_limit_gflops"] for r in runs if r.get("matmul_limit_gflops")]
     limit = max(limits) if limits else None
     cpu_limits = [
@@ -946,7 +1028,9 @@ def main_summarize(files: list[str]) -> None:
             f"matmul limit: best {limit:.1f} GFLOP/s "
             f"(runs: {', '.join(f'{v:.1f}' for v in limits)})"
         )
-    print("first epoch: median (min-max) over runs; steady epochs pooled over runs\n")
+    print(
+        "first epoch: median (min-max) over rounds; steady epochs pooled over rounds\n"
+    )
     print(table(combined, limit, cpu_limit))
 
 
@@ -962,6 +1046,13 @@ def main() -> None:
         type=int,
         default=None,
         help="steady epochs timed after the first (default 5, quick 2)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every framework this many times, each in a fresh process, "
+        "one round after another; ratios are also taken round by round",
     )
     parser.add_argument(
         "--only", default="", help=f"comma-separated subset of: {','.join(FRAMEWORKS)}"
@@ -1019,6 +1110,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.worker:
         worker(args)
     elif args.summarize:

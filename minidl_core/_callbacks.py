@@ -114,7 +114,8 @@ class EarlyStopping(Callback):
 
     Args:
         monitor: The log to watch, e.g. ``"val_loss"`` or ``"val_accuracy"``.
-        patience: Epochs without improvement before stopping.
+        patience: Epochs in a row without improvement after which training
+            stops, as in Keras; 0 stops at the first, like 1.
         min_delta: The least change that counts as an improvement.
         mode: ``"min"``, ``"max"``, or ``"auto"`` (max for names containing
             ``accuracy``, else min).
@@ -172,20 +173,21 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                # A copy: training donates the live buffers to the next epoch.
+                # A copy, so nothing a later epoch or callback does reaches it.
                 self.best_params = jax.tree.map(jnp.copy, self.model.params)
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= max(self.patience, 1):
             self.model.stop_training = True
             self.model.stop_reason = (
                 f"{self.monitor} did not improve for {self.wait} epochs "
-                f"(best {self.best:.6g} at epoch {self.best_epoch})"
+                f"(best {self.best:.6g} at epoch {self.best_epoch + 1})"
             )
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         if self.restore_best_weights and self.best_params is not None:
             logger.info(
-                "EarlyStopping: restoring the parameters of epoch %d", self.best_epoch
+                "EarlyStopping: restoring the parameters of epoch %d",
+                self.best_epoch + 1,
             )
             self.model.params = self.best_params

@@ -102,6 +102,7 @@ class Model:
         self.epoch = 0
         self.fit_seed: int | None = None
         self._eval_cache: OrderedDict[Any, Any] = OrderedDict()
+        self._optimizer_used: Any = None
         if self._input_shape is not None:
             self.build(self._input_shape, seed=seed)
 

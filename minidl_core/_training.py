@@ -151,7 +151,7 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
-def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
+def _check_y(y: Any, n: int, argument: str = "y", x_argument: str = "x") -> np.ndarray:
     try:
         array = np.asarray(y)
     except Exception as error:
@@ -162,10 +162,15 @@ def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
         raise TypeError(
             f"{argument}: expected numeric targets, got dtype {array.dtype}"
         )
-    if array.ndim == 0 or array.shape[0] != n:
+    if array.ndim == 0:
         raise ShapeError(
-            f"{argument}: has {array.shape[0] if array.ndim else 0} rows but x has "
-            f"{n}; each example needs one target"
+            f"{argument}: expected one target per example ({n} rows), got a "
+            f"single value {array.item()!r}"
+        )
+    if array.shape[0] != n:
+        raise ShapeError(
+            f"{argument}: has {array.shape[0]} rows but {x_argument} has {n}; "
+            "each example needs one target"
         )
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise ValueError(f"{argument}: contains NaN or inf")
@@ -175,7 +180,11 @@ def _check_y(y: Any, n: int, argument: str = "y") -> np.ndarray:
 
 
 def _check_targets(
-    model: Model, loss: Loss, metrics: dict[str, MetricFn], y: np.ndarray
+    model: Model,
+    loss: Loss,
+    metrics: dict[str, MetricFn],
+    y: np.ndarray,
+    argument: str = "y",
 ) -> None:
     """Check ``y`` against the loss and metrics before compiling anything.
 
@@ -195,8 +204,9 @@ def _check_targets(
         except (ValueError, TypeError) as error:
             label = f"loss {loss.name}" if name == "loss" else f"metric {name!r}"
             raise type(error)(
-                f"y does not fit the {label} for a model whose output has shape "
-                f"(batch, {', '.join(map(str, model.output_shape))}): {error}"
+                f"{argument} does not fit the {label} for a model whose output "
+                f"has shape (batch, {', '.join(map(str, model.output_shape))}): "
+                f"{error}"
             ) from None
 
 
@@ -347,7 +357,9 @@ def _make_epoch_fn(
                 state, frozen, x[ids], y[ids], None, jax.random.fold_in(step_key, steps)
             )
             totals = totals + last
-        return state[0], state[1], totals / plan.n
+        # The first step's loss, after the means: it is the loss of the
+        # parameters the epoch started from, on one batch.
+        return state[0], state[1], jnp.append(totals / plan.n, stats[0, 0])
 
     # No buffer donation: fit keeps the epoch's inputs, the last good state,
     # in case the loss turns NaN, which costs one copy of the parameters and
@@ -397,6 +409,62 @@ def _eval_fn(
     return compiled
 
 
+def _optimizer_identity(
+    optimizer: Any, learning_rate: Any, options: dict[str, Any] | None
+) -> tuple[Any, ...]:
+    """What makes two fit calls' optimizers the same one."""
+    if isinstance(optimizer, str):
+        from minidl_core._registry import normalize_name
+
+        return ("name", normalize_name(optimizer), learning_rate, repr(options or {}))
+    return ("object", optimizer)
+
+
+def _same_layout(old: Any, new: Any) -> bool:
+    """Whether two optimizer states have the same structure, shapes and dtypes."""
+    if old is None or jax.tree.structure(old) != jax.tree.structure(new):  # type: ignore[operator]
+        return False
+    return all(
+        np.shape(a) == np.shape(b)
+        and getattr(a, "dtype", type(a)) == getattr(b, "dtype", type(b))
+        for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True)
+    )
+
+
+def _rollback(
+    model: Model,
+    epoch: int,
+    state: tuple[Any, Any],
+    before: tuple[Any, Any] | None,
+    frozen: Any,
+    first: float,
+) -> str:
+    """Keep the last parameters whose loss was measured finite; say which.
+
+    ``state`` is what the diverged epoch started from; its first step
+    measured that state's loss (``first``). If that was already NaN or inf,
+    ``before``, the state the previous epoch started from, is the last one
+    measured finite (by that epoch's first step).
+    """
+    if epoch == 0:
+        where = "the initial parameters"
+    else:
+        where = f"the parameters from the end of epoch {epoch}"
+    if np.isfinite(first):
+        return f"{where} are kept"
+    if before is None:
+        return f"{where} are kept, though their loss is already NaN or inf"
+    model.params = {**frozen, **before[0]}
+    model.opt_state = before[1]
+    model.epoch -= 1
+    earlier = (
+        "the initial parameters"
+        if epoch == 1
+        else f"the parameters from the end of epoch {epoch - 1}"
+    )
+    return f"{earlier} are kept: {where} already gave a NaN or inf loss"
+
+
 # The public functions.
 
 
@@ -421,6 +489,17 @@ def fit(
     resume_from: str | Path | None = None,
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return the per-epoch history.
+
+    Calling ``fit`` again continues training: epochs keep counting from
+    ``model.epoch``, so each draws a new order and new Dropout masks, and the
+    optimizer keeps its state when it is the same one (the same name and
+    options, or the same optax object). ``fit(epochs=1)`` three times trains
+    exactly as ``fit(epochs=3)`` does.
+
+    A loss that turns NaN or inf stops training; the parameters kept are the
+    last ones whose loss was measured finite, which may be those from one
+    epoch earlier. To allow that, and to overlap short epochs, ``fit`` holds
+    up to three copies of the parameters and optimizer state.
 
     Args:
         model: The model; built from ``x``'s shape if it is not yet.
@@ -471,8 +550,12 @@ def fit(
     # Check everything before compiling anything.
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
+    if isinstance(verbose, np.integer):
+        verbose = int(verbose)
     if not isinstance(verbose, str | int) or verbose not in (0, 1, 2, "auto"):
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    if not isinstance(shuffle, bool | np.bool_):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     if seed is not None:
         seed = _check_seed(seed)
     if isinstance(callbacks, Callback):
@@ -481,6 +564,10 @@ def fit(
         raise TypeError(
             f"callbacks must be a list of Callback objects, got {callbacks!r}"
         )
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks: expected Callback objects, got {callback!r}")
     if isinstance(validation_split, bool) or not isinstance(
         validation_split, int | float
     ):
@@ -518,8 +605,10 @@ def fit(
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (x_val, y_val)")
         x_val = model._check_x(validation_data[0], "validation_data x")
-        y_val = _check_y(validation_data[1], len(x_val), "validation_data y")
-        _check_targets(model, loss_obj, metric_fns, y_val)
+        y_val = _check_y(
+            validation_data[1], len(x_val), "validation_data y", "validation_data x"
+        )
+        _check_targets(model, loss_obj, metric_fns, y_val, "validation_data y")
         val = (x_val, y_val)
     resumed = None
     if resume_from is not None:
@@ -530,19 +619,29 @@ def fit(
     if seed is None:
         seed = 0 if resumed is None or resumed.seed is None else resumed.seed
     initial_epoch = 0 if resumed is None else resumed.epoch
+    # A model fit before continues: its epochs keep counting, so each draws
+    # a new order and new Dropout masks, and the optimizer keeps its state
+    # when it is the same optimizer.
+    offset = model.epoch if resumed is None else 0
+    optimizer_used = _optimizer_identity(optimizer, learning_rate, optimizer_options)
 
     # Place the data once and compile.
     assert model.params is not None
     model.loss, model.metrics = loss_obj, metric_fns
     plan = _Plan(len(x_arr), batch_size, shuffle)
     bars = _progress(epochs, -(-plan.n // plan.batch_size), verbose)
+    shown = bars is not None or verbose == 2  # progress was asked for and shows
     epoch_fn = _make_epoch_fn(model, loss_obj, metric_fns, tx, plan, bars)
     x_dev, y_dev = jax.device_put(x_arr), jax.device_put(y_arr)
     trainable, frozen = model.partition(model.params)
     opt_state = tx.init(trainable)
     if resumed is not None:
         opt_state = resumed.optimizer_state_for(opt_state)
-    model.opt_state = opt_state
+    elif model._optimizer_used == optimizer_used and _same_layout(
+        model.opt_state, opt_state
+    ):
+        opt_state = model.opt_state
+    model.opt_state, model._optimizer_used = opt_state, optimizer_used
     val_fn = None
     if val is not None:
         val_fn = _eval_fn(
@@ -553,11 +652,9 @@ def fit(
     history = History()
     model.history = history
     model.stop_training, model.stop_reason = False, ""
-    model.epoch, model.fit_seed = initial_epoch, seed
-    callbacks = list(callbacks or [])
+    model.epoch, model.fit_seed = offset + initial_epoch, seed
+    params = model.params
     for callback in callbacks:
-        if not isinstance(callback, Callback):
-            raise TypeError(f"callbacks: expected Callback objects, got {callback!r}")
         callback.model = model
     for callback in callbacks:
         callback.on_train_begin()
@@ -566,10 +663,11 @@ def fit(
 
     def start(state: tuple[Any, Any], epoch: int) -> Any:
         """Dispatch one epoch; returns at once with its (future) outputs."""
-        return epoch_fn(*state, frozen, x_dev, y_dev, base_key, np.int32(epoch))
+        index = np.int32(offset + epoch)
+        return epoch_fn(*state, frozen, x_dev, y_dev, base_key, index)
 
     state = (trainable, opt_state)  # the last good state
-    params = model.params
+    before = None  # the state the last epoch started from, while it is needed
     ahead = None  # the next epoch, dispatched before this one's logs were read
     seconds = math.inf  # how long the last epoch took on the device
     ready = 0.0  # when the last epoch's results were read back
@@ -582,7 +680,7 @@ def fit(
                 # train on from those, not from what the last epoch left.
                 params = model.params
                 trainable, frozen = model.partition(params)
-                state, ahead = (trainable, model.opt_state), None
+                state, ahead, before = (trainable, model.opt_state), None, None
             if bars is not None:
                 bars.begin(epoch)
             if ahead is None:
@@ -598,24 +696,23 @@ def fit(
             if epoch + 1 < epochs and seconds < _AHEAD_BELOW_SECONDS and bars is None:
                 ahead = start((out[0], out[1]), epoch + 1)
             means = np.asarray(out[2])
+            means, first = means[:-1], means[-1]
             ready = time.perf_counter()
             seconds = ready - began
             if not np.isfinite(means[0]):
-                kept = (
-                    f"the parameters from the end of epoch {epoch} are kept"
-                    if epoch
-                    else "the initial parameters are kept"
-                )
+                kept = _rollback(model, epoch, state, before, frozen, first)
                 model.stop_training = True
                 model.stop_reason = (
                     f"the loss became NaN or inf in epoch {epoch + 1}; {kept} "
                     "(lower the learning rate or check the data)"
                 )
                 logger.info("fit stopped: %s", model.stop_reason)
+                if shown:
+                    _write(f"stopped: {model.stop_reason}")
                 history.stopped_early, history.stop_reason = True, model.stop_reason
                 history.diverged = True
                 break
-            state = (out[0], out[1])
+            before, state = state, (out[0], out[1])
             params = {**frozen, **state[0]}
             model.params, model.opt_state = params, state[1]
             logs = {n: float(v) for n, v in zip(names, means, strict=True)}
@@ -632,8 +729,7 @@ def fit(
                 bars.end(logs)
             elif verbose == 2:
                 # Asked for by the caller: one line per epoch on stderr.
-                text = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-                _write(f"epoch {epoch + 1}/{epochs} {text}")
+                _write(f"epoch {epoch + 1}/{epochs} {_logs_text(logs)}")
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -641,6 +737,8 @@ def fit(
                 logger.info(
                     "fit stopped after epoch %d: %s", epoch + 1, model.stop_reason
                 )
+                if shown:
+                    _write(f"stopped after epoch {epoch + 1}: {model.stop_reason}")
                 break
     finally:
         if bars is not None:
@@ -667,7 +765,10 @@ def evaluate(
         y: Targets in the shape the loss expects.
         loss: A loss or its name; default, the one ``fit`` last used.
         metrics: Metric names or callables; default, those ``fit`` last used.
-        batch_size: Examples per compiled batch; no effect on the result.
+        batch_size: Examples per compiled batch; no effect on the result
+            for a loss or metric that is a mean over examples (the builtins
+            are), but a metric that is not, such as a maximum, is averaged
+            over batches.
 
     Returns:
         ``{"loss": ..., "accuracy": ..., ...}``.
@@ -738,24 +839,27 @@ class _Bars:
 
     The compiled epoch calls :meth:`advance` every ``every`` steps (about
     twenty times an epoch, so the calls cost little), on the device's
-    thread; nothing waits for the device to report progress. The epoch's
-    loss and metrics appear on its bar when it ends.
+    thread; nothing waits for the device to report progress. When the
+    epoch ends its bar gives way to one line with the epoch's loss and
+    metrics, which a narrow terminal wraps instead of cutting.
     """
 
     def __init__(self, epochs: int, steps: int) -> None:
         self.epochs, self.steps = epochs, steps
         self.every = max(1, -(-steps // 20))
         self.bar: Any = None
+        self.epoch = 0
 
     def begin(self, epoch: int) -> None:
         from tqdm.auto import tqdm
 
         self.close()
+        self.epoch = epoch
         self.bar = tqdm(
             total=self.steps,
             desc=f"epoch {epoch + 1}/{self.epochs}",
             unit="step",
-            leave=True,
+            leave=False,
             dynamic_ncols=True,
             file=sys.stderr,
         )
@@ -768,14 +872,24 @@ class _Bars:
     def end(self, logs: dict[str, float]) -> None:
         bar = self.bar
         if bar is not None:
-            bar.update(self.steps - bar.n)
-            bar.set_postfix_str(" ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+            seconds = bar.format_dict["elapsed"]
             self.close()
+            _write(
+                f"epoch {self.epoch + 1}/{self.epochs} {self.steps}/{self.steps} "
+                f"{seconds:.1f}s {_logs_text(logs)}"
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _logs_text(logs: dict[str, float]) -> str:
+    """``loss=0.1234 accuracy=0.9805``; huge values in exponent form."""
+    return " ".join(
+        f"{k}={v:.4f}" if abs(v) < 1e6 else f"{k}={v:.4g}" for k, v in logs.items()
+    )
 
 
 def _write(line: str) -> None:

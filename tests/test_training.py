@@ -179,6 +179,58 @@ def test_stopping_keeps_the_last_epoch_run_and_nothing_after(dispatch) -> None:
     assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_fitting_again_continues_where_the_last_fit_stopped() -> None:
+    x, y = data(n=37)
+    options = dict(loss=scce(), batch_size=8, seed=5, verbose=0)
+    once = classifier(dropout=0.3)
+    whole = once.fit(x, y, epochs=3, **options)
+    again = classifier(dropout=0.3)
+    parts = [again.fit(x, y, epochs=1, **options) for _ in range(3)]
+    assert [h["loss"][0] for h in parts] == whole["loss"]
+    for a, b in zip(
+        jax.tree.leaves(once.params), jax.tree.leaves(again.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert again.epoch == once.epoch == 3
+    # Another optimizer starts from a fresh state.
+    again.fit(x, y, epochs=1, optimizer="adamw", **options)
+    count = int(jax.tree.leaves(again.opt_state)[0])
+    assert count == -(-len(x) // 8)
+
+
+def test_a_fit_refused_for_bad_options_leaves_the_model_as_it_was() -> None:
+    x, y = data()
+    model = classifier()
+    model.fit(x, y, loss=scce(), epochs=2, metrics=["accuracy"], verbose=0)
+    before = (model.epoch, model.history, model.metrics, model.opt_state)
+    params = jax.tree.map(np.asarray, model.params)
+    for bad in (dict(callbacks=[print]), dict(shuffle="no"), dict(verbose=None)):
+        with pytest.raises((TypeError, ValueError)):
+            model.fit(x, y, loss=scce(), **bad)
+    assert (model.epoch, model.history, model.metrics, model.opt_state) == before
+    for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_parameters_set_when_training_begins_are_trained_on() -> None:
+    x, y = data()
+    model = classifier()
+
+    def zero(logs) -> None:
+        model.params = jax.tree.map(jnp.zeros_like, model.params)
+
+    history = model.fit(
+        x,
+        y,
+        loss=scce(),
+        optimizer=optax.set_to_zero(),
+        callbacks=[LambdaCallback(on_train_begin=zero)],
+        verbose=0,
+    )
+    # Zero weights give every class the same logit: the loss is log(3).
+    assert history["loss"][0] == pytest.approx(np.log(3), rel=1e-6)
+
+
 def test_epoch_loss_is_the_mean_over_every_row_with_a_short_last_batch() -> None:
     # 10 rows at batch 4 is batches of 4, 4 and 2; a frozen optimizer keeps
     # the parameters fixed so the epoch loss must equal the full-data mean.
@@ -256,8 +308,7 @@ def test_a_terminal_gets_a_bar_per_epoch_fed_from_the_compiled_steps(
     lines = [line.split("\r")[-1] for line in terminal.getvalue().split("\n")[:-1]]
     assert len(lines) == 3
     for epoch, line in enumerate(lines):
-        assert line.startswith(f"epoch {epoch + 1}/3: 100%")
-        assert "25/25" in line
+        assert line.startswith(f"epoch {epoch + 1}/3 25/25 ")
         assert f"loss={history['loss'][epoch]:.4f}" in line
         assert f"accuracy={history['accuracy'][epoch]:.4f}" in line
 
@@ -283,6 +334,56 @@ def test_verbose_2_writes_a_line_per_epoch(capsys) -> None:
     assert captured.err.splitlines() == [
         f"epoch {e + 1}/2 loss={history['loss'][e]:.4f}" for e in range(2)
     ]
+
+
+def test_verbose_2_says_why_training_stopped(capsys) -> None:
+    x, y = data()
+    stop = LambdaCallback(
+        on_epoch_end=lambda e, logs: setattr(model, "stop_training", True)
+    )
+    model = classifier()
+    model.stop_reason = ""
+    model.fit(x, y, loss=scce(), epochs=3, callbacks=[stop], verbose=2)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("stopped after epoch 1")
+
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(64, 3)).astype(np.float32) * 1e3
+    target = big[:, :1] * 1e6
+    diverging = Sequential([InputLayer(shape=3), Dense(units=1)])
+    history = diverging.fit(
+        big,
+        target,
+        loss="mse",
+        optimizer="sgd",
+        learning_rate=10.0,
+        epochs=50,
+        batch_size=64,
+        verbose=2,
+    )
+    assert history.diverged
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"stopped: {history.stop_reason}"
+    assert f"in epoch {len(history.epochs) + 1}" in last
+
+
+def test_validation_data_errors_name_validation_data() -> None:
+    x, y = data()
+    with pytest.raises(
+        ShapeError,
+        match=r"validation_data y: has 10 rows but "
+        r"validation_data x has 12",
+    ):
+        classifier().fit(x, y, loss=scce(), validation_data=(x[:12], y[:10]))
+    with pytest.raises(ValueError, match=r"^validation_data y does not fit"):
+        classifier().fit(x, y, loss=scce(), validation_data=(x[:5], y[:5] + 7))
+    with pytest.raises(
+        ShapeError,
+        match=r"y: expected one target per example "
+        r"\(40 rows\), got a single value 3",
+    ):
+        classifier().fit(x, 3, loss=scce())
 
 
 @pytest.mark.parametrize("verbose", [3, -1, "yes", None, 1.5])
@@ -396,11 +497,55 @@ def test_nan_mid_training_stops_and_keeps_the_last_good_weights() -> None:
     )
     assert history.stopped_early
     assert "NaN or inf in epoch" in history.stop_reason
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(model.params))
+
+    def loss64(params) -> float:
+        leaves = [np.float64(v) for v in jax.tree.leaves(params)]
+        (w,) = (v for v in leaves if v.ndim == 2)
+        (b,) = (v for v in leaves if v.ndim == 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.mean((x @ w + b - y) ** 2))
+
+    # Kept: the last epoch's end whose loss fits in float32, which the
+    # diverged epoch's first step measured.
+    limit = float(np.finfo(np.float32).max)
+    finite = [s for s in snapshots if loss64(s) < limit]
+    assert finite, "the run diverged before any parameters were measured"
     for a, b in zip(
-        jax.tree.leaves(model.params), jax.tree.leaves(snapshots[-1]), strict=True
+        jax.tree.leaves(model.params), jax.tree.leaves(finite[-1]), strict=True
     ):
         np.testing.assert_array_equal(np.asarray(a), b)
+    assert np.isfinite(model.evaluate(x, y)["loss"])
+
+
+def test_a_nan_stop_never_keeps_parameters_whose_loss_is_already_nan() -> None:
+    # One batch a epoch: each epoch's loss is that of the parameters it
+    # started from, so the epoch before the NaN one ended on parameters whose
+    # loss was never measured until the NaN epoch's first step.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 10)).astype(np.float32)
+    y = x[:, :1] * 100
+    model = Sequential([InputLayer(shape=10), Dense(units=16), Relu(), Dense(units=1)])
+    history = model.fit(
+        x,
+        y,
+        loss="mse",
+        optimizer="sgd",
+        learning_rate=2.0,
+        epochs=20,
+        batch_size=1000,
+        verbose=0,
+    )
+    assert history.diverged
+    kept = model.evaluate(x, y)["loss"]
+    assert np.isfinite(kept)
+    assert np.all(np.isfinite(model.predict(x)))
+    # The kept parameters are the start of the last epoch recorded, whose
+    # loss that epoch measured; the model's epoch count says so too.
+    assert kept == pytest.approx(history["loss"][-1], rel=1e-4)
+    assert model.epoch == len(history.epochs) - 1
+    assert f"end of epoch {model.epoch}" in history.stop_reason or (
+        model.epoch == 0 and "initial parameters" in history.stop_reason
+    )
 
 
 def test_schedules_and_optax_transformations_are_accepted() -> None:

@@ -208,7 +208,9 @@ def test_a_fit_refused_for_bad_options_leaves_the_model_as_it_was() -> None:
         with pytest.raises((TypeError, ValueError)):
             model.fit(x, y, loss=scce(), **bad)
     assert (model.epoch, model.history, model.metrics, model.opt_state) == before
-    for a, b in zip(jax.tree.leaves(model.params), jax.tree.leaves(params)):
+    for a, b in zip(
+        jax.tree.leaves(model.params), jax.tree.leaves(params), strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), b)
 
 

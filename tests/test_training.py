@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,29 @@ def numpy_scce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(y)), y].mean())
 
 
+def assert_same_params(actual, expected) -> None:
+    """Two parameter trees, equal leaf for leaf, bit for bit."""
+    leaves = zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True)
+    for a, b in leaves:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@contextlib.contextmanager
+def counting_compiles() -> Iterator[list[str]]:
+    """A list that gains an entry for every XLA compilation in the block."""
+    compiles: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_fit_learns_a_separable_problem() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 2)).astype(np.float32)
@@ -74,8 +99,7 @@ def test_same_seed_same_weights_and_history_bit_for_bit() -> None:
         runs.append((jax.tree.map(np.asarray, model.params), history.history))
     (p1, h1), (p2, h2) = runs
     assert h1 == h2
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_params(p1, p2)
 
 
 @pytest.fixture(params=["ahead", "in turn"])
@@ -110,8 +134,7 @@ def test_dispatching_epochs_ahead_changes_no_bit(monkeypatch) -> None:
         runs.append((jax.tree.map(np.asarray, model.params), history.history))
     (p1, h1), (p2, h2) = runs
     assert h1 == h2
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_params(p1, p2)
 
 
 def test_parameters_a_callback_sets_are_trained_on(dispatch) -> None:
@@ -146,9 +169,7 @@ def test_parameters_a_callback_sets_are_trained_on(dispatch) -> None:
         verbose=0,
     )
     assert history["loss"][1] == history["loss"][0]
-    final = jax.tree.leaves(jax.tree.map(np.asarray, model.params))
-    for a, b in zip(final, jax.tree.leaves(after_first[0]), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_params(model.params, after_first[0])
 
 
 def test_stopping_keeps_the_last_epoch_run_and_nothing_after(dispatch) -> None:
@@ -172,9 +193,7 @@ def test_stopping_keeps_the_last_epoch_run_and_nothing_after(dispatch) -> None:
     )
     assert history.epochs == [0, 1]
     assert model.epoch == 2
-    final = jax.tree.leaves(jax.tree.map(np.asarray, model.params))
-    for a, b in zip(final, jax.tree.leaves(seen[-1]), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_params(model.params, seen[-1])
     expected = numpy_scce(np.asarray(model.predict(x)), y)
     assert model.evaluate(x, y)["loss"] == pytest.approx(expected, rel=1e-5)
 
@@ -187,10 +206,7 @@ def test_fitting_again_continues_where_the_last_fit_stopped() -> None:
     again = classifier(dropout=0.3)
     parts = [again.fit(x, y, epochs=1, **options) for _ in range(3)]
     assert [h["loss"][0] for h in parts] == whole["loss"]
-    for a, b in zip(
-        jax.tree.leaves(once.params), jax.tree.leaves(again.params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_same_params(once.params, again.params)
     assert again.epoch == once.epoch == 3
     # Another optimizer starts from a fresh state.
     again.fit(x, y, epochs=1, optimizer="adamw", **options)
@@ -208,10 +224,7 @@ def test_a_fit_refused_for_bad_options_leaves_the_model_as_it_was() -> None:
         with pytest.raises((TypeError, ValueError)):
             model.fit(x, y, loss=scce(), **bad)
     assert (model.epoch, model.history, model.metrics, model.opt_state) == before
-    for a, b in zip(
-        jax.tree.leaves(model.params), jax.tree.leaves(params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert_same_params(model.params, params)
 
 
 def test_parameters_set_when_training_begins_are_trained_on() -> None:
@@ -247,20 +260,13 @@ def test_epoch_loss_is_the_mean_over_every_row_with_a_short_last_batch() -> None
 
 
 def test_epochs_do_not_recompile() -> None:
-    compiles: list[str] = []
     after_epoch: list[int] = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
     # 37 rows at batch 8: four full batches and a short one of 5 every epoch.
     x, y = data(n=37)
-    count = LambdaCallback(
-        on_epoch_end=lambda e, logs: after_epoch.append(len(compiles))
-    )
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with counting_compiles() as compiles:
+        count = LambdaCallback(
+            on_epoch_end=lambda e, logs: after_epoch.append(len(compiles))
+        )
         classifier(dropout=0.2).fit(
             x,
             y,
@@ -272,8 +278,6 @@ def test_epochs_do_not_recompile() -> None:
             callbacks=[count],
             verbose=0,
         )
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert after_epoch[0] >= 1
     assert after_epoch == [after_epoch[0]] * 5
 
@@ -396,26 +400,17 @@ def test_verbose_outside_its_levels_is_refused(verbose) -> None:
 
 
 def test_evaluating_the_same_functions_again_compiles_nothing() -> None:
-    compiles: list[str] = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
     x, y = data(n=37)
     model = classifier()
     model.fit(x, y, loss=scce(), metrics=["accuracy"], verbose=0)
     expected = numpy_scce(np.asarray(model.predict(x)), y)
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with counting_compiles() as compiles:
         first = model.evaluate(x, y, batch_size=8)
         compiled_once = len(compiles)
         again = model.evaluate(x, y, batch_size=8)
         assert len(compiles) == compiled_once >= 1
         model.evaluate(x[:20], y[:20], batch_size=8)
         assert len(compiles) > compiled_once
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert again == first
     assert first["loss"] == pytest.approx(expected, rel=1e-5)
 
@@ -466,10 +461,7 @@ def test_validation_split_and_early_stopping_restore_best_weights() -> None:
     assert history.stopped_early
     assert len(history.epochs) < 50
     best_loss, best_params = min(seen, key=lambda item: item[0])
-    for a, b in zip(
-        jax.tree.leaves(model.params), jax.tree.leaves(best_params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert_same_params(model.params, best_params)
     x_val, y_val = x[-15:], y[-15:]
     assert model.evaluate(x_val, y_val)["loss"] == pytest.approx(best_loss, rel=1e-5)
 
@@ -512,10 +504,7 @@ def test_nan_mid_training_stops_and_keeps_the_last_good_weights() -> None:
     limit = float(np.finfo(np.float32).max)
     finite = [s for s in snapshots if loss64(s) < limit]
     assert finite, "the run diverged before any parameters were measured"
-    for a, b in zip(
-        jax.tree.leaves(model.params), jax.tree.leaves(finite[-1]), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert_same_params(model.params, finite[-1])
     assert np.isfinite(model.evaluate(x, y)["loss"])
 
 
@@ -739,10 +728,7 @@ def test_divergence_in_the_first_epoch_keeps_the_initial_parameters() -> None:
     assert (
         "NaN or inf in epoch 1; the initial parameters are kept" in history.stop_reason
     )
-    for a, b in zip(
-        jax.tree.leaves(model.params), jax.tree.leaves(initial), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert_same_params(model.params, initial)
     # The layers see the model's parameters, as set_trainables reports them.
     np.testing.assert_array_equal(model.layers[1].params["w"], initial["dense"]["w"])
 

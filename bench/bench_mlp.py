@@ -641,15 +641,6 @@ def summarize_epochs(
     }
 
 
-def summarize_record(record: dict, sizes: tuple[int, ...], batch: int) -> dict:
-    wall, cpu = record["epoch_s"], record.get("epoch_cpu_s", [])
-    row = summarize_epochs(
-        wall[:1], wall[1:] or wall, cpu[:1], cpu[1:], record["rows"], sizes, batch
-    )
-    row["final_loss"] = record.get("final_loss")
-    return row
-
-
 def _ratio(row: dict, ref: dict, key: str) -> str:
     if row.get(key) and ref.get(key):
         return f"{row[key] / ref[key]:.2f}"
@@ -769,7 +760,6 @@ def run_round(
     notes: list[str],
 ) -> dict[str, dict]:
     """Every chosen framework once on ``workload``, each in a fresh process."""
-    _, sizes, batch = WORKLOADS[workload]
     records: dict[str, dict] = {}
     # A fresh order every time, so no framework always runs first or last
     # while the machine's load drifts.
@@ -785,7 +775,7 @@ def run_round(
             notes.append(f"{workload}/{name}: {record['error']}")
             print(f"{workload:>14} {name:>8}  ERROR {record['error']}", flush=True)
             continue
-        row = summarize_record(record, sizes, batch)
+        row = pool([{workload: {name: record}}])[workload][name]
         print(
             f"{workload:>14} {name:>8}  first {row['first_s']:6.2f} s  "
             f"steady median {1e3 * row['median_s']:8.1f} ms  "

@@ -29,6 +29,7 @@ from minidl_core._callbacks import Callback, History
 from minidl_core._catalog import get_loss, get_metric, get_optimizer
 from minidl_core._errors import ShapeError
 from minidl_core._loss import Loss
+from minidl_core._registry import normalize_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -414,8 +415,6 @@ def _optimizer_identity(
 ) -> tuple[Any, ...]:
     """What makes two fit calls' optimizers the same one."""
     if isinstance(optimizer, str):
-        from minidl_core._registry import normalize_name
-
         return ("name", normalize_name(optimizer), learning_rate, repr(options or {}))
     return ("object", optimizer)
 

@@ -392,6 +392,12 @@ def test_validation_data_errors_name_validation_data() -> None:
         classifier().fit(x, 3, loss=scce())
 
 
+def test_shuffle_must_be_a_bool() -> None:
+    x, y = data()
+    with pytest.raises(TypeError, match=r"shuffle must be True or False, got 'no'"):
+        classifier().fit(x, y, loss=scce(), shuffle="no")
+
+
 @pytest.mark.parametrize("verbose", [3, -1, "yes", None, 1.5])
 def test_verbose_outside_its_levels_is_refused(verbose) -> None:
     x, y = data()
